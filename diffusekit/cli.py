@@ -1,0 +1,234 @@
+"""`diffusekit ...`: a thin command line over the library. Each command is one library call you can make from
+Python too (see the README)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EXAMPLES = """
+examples:
+  diffusekit train                                   # digits, small UNet, 5-minute budget -> runs/digits
+  diffusekit train --data mnist5k --out runs/mnist --minutes 15
+  diffusekit train --data photos/ --image-size 32 --steps 20000 --model base
+  diffusekit train --out runs/digits --resume --minutes 10        # continue where it stopped
+  torchrun --nproc_per_node 2 -m diffusekit train --data mnist5k --out runs/ddp --steps 2000
+  diffusekit sample runs/digits --num 64 --sampler dpmpp-2m --steps 20 --out samples.npz --grid samples.png
+  diffusekit show runs/digits                        # forward and reverse process as PNG strips and a GIF
+  diffusekit info runs/digits
+"""
+
+
+def _add_train(sub):
+    from .data import BUILTINS
+    from .nets import PRESETS
+    from .samplers import SAMPLERS
+
+    p = sub.add_parser(
+        "train", help="train a diffusion model on a data set",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train a diffusion model. Everything the run writes (run.json, checkpoints/, metrics.jsonl, "
+                    "samples/) stays in --out. Settings not given on the command line come from --config, then "
+                    "from the defaults (diffusekit.train.TrainConfig).\n\nbuilt-in data:\n" +
+                    "\n".join(f"  {k:10s} {v}" for k, v in BUILTINS.items()))
+    p.add_argument("--data", help="built-in name, a folder of images (PNG/JPEG/WebP), or a .npy/.npz array "
+                                  "(N, C, *spatial) (default: digits)")
+    p.add_argument("--out", help="run directory (default: runs/<data name>)")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=int, help="budget in optimizer steps")
+    budget.add_argument("--minutes", type=float, help="budget in minutes of training (default: 5)")
+    p.add_argument("--model", choices=sorted(PRESETS), help="UNet size preset (default: small)")
+    p.add_argument("--config", type=Path, help="a JSON file of training settings (TrainConfig fields)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint, "
+                                                         "exactly as if it had never stopped")
+    p.add_argument("--image-size", type=int, help="resize images to this size (folders: median size, max 64)")
+    p.add_argument("--cond", choices=["label"], help="class-conditional training on the data's labels "
+                                                     "(with label dropout for classifier-free guidance)")
+    p.add_argument("--batch-size", type=int, help="global batch size (default: 128)")
+    p.add_argument("--lr", type=float, help="peak learning rate of AdamW (default: 1e-3)")
+    p.add_argument("--schedule", help="linear | scaled_linear | cosine | sigmoid | karras (default: linear)")
+    p.add_argument("--prediction", help="eps | x0 | v | edm (default: eps; edm goes with --schedule karras)")
+    p.add_argument("--loss-weighting", help="uniform | min-snr | edm (default: min-snr)")
+    p.add_argument("--sample-every", type=int, help="write a sample grid every N steps (default: end only)")
+    p.add_argument("--checkpoint-every", type=int, help="checkpoint every N steps (default: 500)")
+    p.add_argument("--sample-sampler", choices=list(SAMPLERS), help="sampler for the grids (default: dpmpp-2m)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"],
+                   help="auto: bf16 autocast where the CPU has native bf16, else fp32 (default: auto)")
+    p.add_argument("--device", help="auto | cpu | cuda (default: auto)")
+    p.add_argument("--seed", type=int, help="seed of weights, data order and noise (default: 0)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to metrics.jsonl)")
+
+
+def cmd_train(a) -> int:
+    from .train import TrainConfig, train
+
+    overrides = {k: getattr(a, k) for k in ("data", "out", "steps", "minutes", "model", "image_size", "cond",
+                                            "batch_size", "lr", "schedule", "prediction", "loss_weighting",
+                                            "sample_every", "checkpoint_every", "sample_sampler", "precision",
+                                            "device", "seed")}
+    if a.config:
+        config = TrainConfig.from_json_file(a.config, **overrides)
+    else:
+        config = TrainConfig(**{k: v for k, v in overrides.items() if v is not None})
+    if a.out is None and not (a.config and "out" in json.loads(a.config.read_text())):
+        config.out = f"runs/{Path(str(config.data).rstrip('/')).stem}"
+    if config.steps is None and config.minutes is None and not a.resume:
+        config.minutes = 5.0
+    if a.resume and config.steps is None and config.minutes is None:
+        raise ValueError("--resume needs the new total budget: --steps N (total) or --minutes M (total)")
+    out = train(config, resume=a.resume, progress=not a.no_progress)
+    print(out)
+    return 0
+
+
+def _add_sample(sub):
+    from .samplers import SAMPLERS
+
+    p = sub.add_parser("sample", help="draw samples from a trained run",
+                       description="Draw samples with the EMA weights of the run's newest checkpoint. The .npz "
+                                   "holds `images` as uint8 (N, H, W, C) and `labels` where there are labels.")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--num", type=int, default=64, help="number of samples (default: 64)")
+    p.add_argument("--sampler", default="dpmpp-2m", choices=list(SAMPLERS), help="(default: dpmpp-2m)")
+    p.add_argument("--steps", type=int, default=20, help="sampler steps (default: 20)")
+    p.add_argument("--spacing", choices=["leading", "trailing", "linspace", "karras"],
+                   help="noise-level spacing (default: leading for ddpm/ddim, karras otherwise)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True, help="output .npz")
+    p.add_argument("--grid", type=Path, help="also write a PNG grid of the samples")
+    p.add_argument("--batch", type=int, default=64, help="samples per network batch (default: 64)")
+    p.add_argument("--label", type=int, action="append", help="class label(s) for class-conditional runs")
+    p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (default: 1)")
+    p.add_argument("--eta", type=float, help="noise scale for ddim / euler-ancestral / dpmpp-2m-sde")
+    p.add_argument("--weights", choices=["ema", "model"], default="ema")
+
+
+def cmd_sample(a) -> int:
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from .data import to_uint8
+    from .runs import TrainedModel
+    from .viz import save_grid
+
+    if a.out.suffix != ".npz":
+        raise ValueError(f"--out must be a .npz file, got {a.out}")
+    model = TrainedModel.load(a.run_dir, weights=a.weights)
+    options = {"eta": a.eta} if a.eta is not None else {}
+    with tqdm(total=a.num, unit="img", desc=f"{a.sampler} x{a.steps}") as bar:
+        images = model.sample(a.num, sampler=a.sampler, steps=a.steps, seed=a.seed, batch=a.batch,
+                              labels=a.label, guidance=a.guidance, progress=bar.update,
+                              **({"spacing": a.spacing} if a.spacing else {}), **options)
+    arrays = {"images": to_uint8(images)}
+    if model.num_classes is not None:
+        arrays["labels"] = model._labels(a.num, a.label).numpy()
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(a.out, **arrays)
+    print(a.out)
+    if a.grid:
+        print(save_grid(images, a.grid))
+    return 0
+
+
+def _add_show(sub):
+    p = sub.add_parser("show", help="draw the forward and reverse process of a trained run",
+                       description="Write forward.png (a real image at rising noise levels), reverse.png (noise to "
+                                   "sample, with the predicted clean image at each step) and reverse.gif.")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--out", type=Path, help="output folder (default: RUN_DIR/show)")
+    p.add_argument("--sampler", default="dpmpp-2m")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num", type=int, default=8, help="samples in the GIF (default: 8)")
+
+
+def cmd_show(a) -> int:
+    from .runs import TrainedModel
+    from .show import show
+
+    model = TrainedModel.load(a.run_dir)
+    paths = show(model, a.out or a.run_dir / "show", sampler=a.sampler, steps=a.steps, seed=a.seed, num=a.num)
+    for p in paths.values():
+        print(p)
+    return 0
+
+
+def _add_info(sub):
+    p = sub.add_parser("info", help="what a run is: config, size, steps trained, data, last loss")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def cmd_info(a) -> int:
+    from .runs import read_run_info
+    from .train.checkpoint import list_checkpoints
+
+    info = read_run_info(a.run_dir)
+    ckpts = list_checkpoints(a.run_dir / "checkpoints")
+    state = json.loads((ckpts[-1] / "state.json").read_text()) if ckpts else {}
+    last = None
+    log = a.run_dir / "metrics.jsonl"
+    if log.exists():
+        lines = [ln for ln in log.read_text().splitlines() if ln.strip()]
+        last = json.loads(lines[-1]) if lines else None
+    summary = {
+        "run_dir": str(a.run_dir), "params": info["params"], "model": info["train"]["model"],
+        "data": info["data"], "steps_trained": state.get("step", 0), "images_seen": state.get("images_seen", 0),
+        "minutes_trained": round(state.get("elapsed_s", 0) / 60, 2), "last_loss": last and last["loss"],
+        "checkpoints": [p.name for p in ckpts], "train": info["train"], "unet": info["unet"],
+        "schedule": info["schedule"], "prediction": info["prediction"]}
+    if a.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    d = info["data"]
+    print(f"run          {a.run_dir}")
+    print(f"model        {summary['model']} UNet, {summary['params']:,} parameters, predicts {info['prediction']}, "
+          f"schedule {info['schedule']['name']}")
+    print(f"data         {d['name']}: {d['n']} x {tuple(d['shape'])}"
+          + (f", {d['num_classes']} classes" if d.get("num_classes") else ""))
+    print(f"trained      {summary['steps_trained']} steps, {summary['images_seen']:,} images, "
+          f"{summary['minutes_trained']} min")
+    print(f"last loss    {summary['last_loss']}")
+    print(f"checkpoints  {', '.join(summary['checkpoints']) or '(none)'}")
+    print("settings     " + ", ".join(f"{k}={v}" for k, v in info["train"].items()))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "show": cmd_show, "info": cmd_info}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="diffusekit", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES,
+        description="Train your own diffusion models on your data, on the machine you have.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in (_add_train, _add_sample, _add_show, _add_info):
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["train"]:
+        from .fast import reexec_with_allocator_env
+
+        reexec_with_allocator_env()  # glibc reads its allocator settings at start-up (see fast.py)
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    if a.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return COMMANDS[a.command](a)
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
+        print(f"diffusekit {a.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"diffusekit {a.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

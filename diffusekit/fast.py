@@ -1,0 +1,131 @@
+"""The CPU fast path, in one place: bf16 autocast where the CPU runs bf16 natively, channels_last, a fused
+optimizer step, a quiet allocator. The plain fp32 path is simply not calling these; tests check the two agree.
+
+How a training loop uses it:
+
+    dtype, fmt = fast_settings(device, dims=2)        # e.g. (torch.bfloat16, torch.channels_last)
+    model = prepare_model(model, device, dims=2)      # .to(device, memory_format=fmt)
+    opt = adamw(model.parameters(), lr=2e-4)           # fused AdamW where available
+    with autocast(device):                             # bf16 autocast, or nothing
+        loss = F.mse_loss(model(x, c_noise).float(), target)
+    loss.backward(); opt.step()
+
+and, before the process starts, the environment from `allocator_env()` (the CLI re-executes itself with it through
+`reexec_with_allocator_env()`).
+
+Why each switch (measured on a 2-core AVX512-BF16 CPU; see benchmarks/RESULTS-nets.md):
+- bf16: convolutions run 2.5-4x faster than fp32 through oneDNN. Only where the CPU has native bf16 (AVX512-BF16 or
+  AMX); elsewhere bf16 is emulated and slower than fp32, so the fast path is fp32 there.
+- channels_last: oneDNN's bf16 convolutions are fastest in NHWC. It only pays end to end because diffusekit's
+  GroupNorm (nets.layers.GroupNormAct) stays fast in that layout; PyTorch's own does not.
+- fused AdamW: one kernel over all parameters instead of a Python loop of small ops.
+- autocast keeps fp32 master weights and casts each weight once per forward (its cast cache), which is cheap for
+  nets of a few million parameters; nothing else is needed.
+"""
+
+import contextlib
+import ctypes
+import os
+import sys
+
+import torch
+
+
+def native_bf16() -> bool:
+    """True when this CPU computes bf16 in hardware (AVX512-BF16 or AMX-BF16), not by emulation."""
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # private helpers moved: read the CPU flags instead
+        try:
+            with open("/proc/cpuinfo") as f:
+                flags = f.read()
+        except OSError:
+            return False
+        return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def fast_settings(device, dims: int = 2) -> tuple[torch.dtype | None, torch.memory_format]:
+    """(autocast dtype or None for plain fp32, memory format) for training a `dims`-D conv net on `device`.
+
+    channels_last exists for 4-D and 5-D tensors only, so 1-D nets stay contiguous. On CUDA: bf16 where supported,
+    contiguous format (not measured here)."""
+    device = torch.device(device)
+    if device.type == "cpu":
+        dtype = torch.bfloat16 if native_bf16() else None
+        if dtype is None:
+            return None, torch.contiguous_format
+        return dtype, {2: torch.channels_last, 3: torch.channels_last_3d}.get(dims, torch.contiguous_format)
+    if device.type == "cuda":
+        return (torch.bfloat16 if torch.cuda.is_bf16_supported() else None), torch.contiguous_format
+    return None, torch.contiguous_format
+
+
+def prepare_model(model: torch.nn.Module, device, dims: int = 2) -> torch.nn.Module:
+    """Move `model` to `device` and to the fast memory format. Weights stay fp32 (autocast casts them).
+    Inputs need no conversion: a channels_last conv weight makes the first conv's output channels_last."""
+    _, fmt = fast_settings(device, dims)
+    return model.to(device=device, memory_format=fmt)
+
+
+def autocast(device, dims: int = 2):
+    """torch.autocast with the fast dtype, or a no-op context where the fast path is fp32."""
+    device = torch.device(device)
+    dtype, _ = fast_settings(device, dims)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def adamw(params, lr: float = 1e-4, **kwargs) -> torch.optim.AdamW:
+    """AdamW with the fused kernel (CPU and CUDA, torch >= 2.4): one pass over all parameters per step.
+    PERF-NOTES: the default for-loop step issues hundreds of small ops per step on CPU."""
+    kwargs.setdefault("fused", True)
+    return torch.optim.AdamW(params, lr=lr, **kwargs)
+
+
+# glibc's malloc gives large activation buffers back to the OS after every step and faults them in again; these
+# settings keep freed memory in the process. They take effect only if set before the process starts (glibc reads
+# them at start-up). glibc 2.36 rejects an mmap threshold above 32 MiB (HEAP_MAX_SIZE / 2), so ask for exactly
+# that: buffers up to 32 MiB then come from the heap, and the huge trim threshold stops the heap from shrinking.
+ALLOCATOR_ENV = {
+    "MALLOC_MMAP_THRESHOLD_": str(32 * 1024 * 1024),
+    "MALLOC_TRIM_THRESHOLD_": str(64 * 1024**3),
+}
+
+
+def allocator_env() -> dict[str, str]:
+    """Environment variables for a quiet allocator; set them before starting Python (or use reexec_with_...)."""
+    return dict(ALLOCATOR_ENV)
+
+
+def allocator_configured() -> bool:
+    return all(os.environ.get(k) == v for k, v in ALLOCATOR_ENV.items())
+
+
+def reexec_with_allocator_env(argv: list[str] | None = None) -> None:
+    """Re-execute this Python process with `allocator_env()` set, unless it already is (then return).
+    Call first thing in a CLI entry point: nothing before it survives. Linux/glibc only; elsewhere a no-op."""
+    if allocator_configured() or not sys.platform.startswith("linux"):
+        return
+    os.environ.update(ALLOCATOR_ENV)
+    argv = sys.argv if argv is None else argv
+    os.execv(sys.executable, [sys.executable] + (["-m", _module_of_main()] + argv[1:] if _module_of_main() else argv))
+
+
+def _module_of_main() -> str | None:
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return spec.name if spec is not None and spec.name != "__main__" else None
+
+
+def configure_allocator() -> bool:
+    """Apply the allocator settings in-process through glibc's mallopt (for processes that cannot re-exec, e.g. a
+    notebook). Affects allocations from now on; returns False where mallopt is unavailable."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    ok = libc.mallopt(M_MMAP_THRESHOLD, ctypes.c_int(int(ALLOCATOR_ENV["MALLOC_MMAP_THRESHOLD_"])))
+    # mallopt takes an int: the largest trim threshold it can express is 2 GiB - 1, plenty in practice
+    ok &= libc.mallopt(M_TRIM_THRESHOLD, ctypes.c_int(2**31 - 1))
+    return bool(ok)

@@ -1,0 +1,202 @@
+"""A UNet for 1-D, 2-D and 3-D data (Ho et al. 2020; Dhariwal & Nichol 2021 "ADM"), in one readable file.
+
+    x (B, C, *spatial), c_noise (B,)  ->  UNet  ->  (B, C_out, *spatial)
+
+Levels: level 0 is full resolution and every further level halves each spatial dim. Each level has
+`num_res_blocks` residual blocks going down and one more going up (it also takes the skip of the Downsample);
+self-attention (and cross-attention when `context_dim` is set) follows the res blocks of the levels in
+`attn_levels` and sits in the middle. Inputs of any size work: they are zero-padded at the end of each spatial
+dim to a multiple of 2**(levels - 1) and the output is cropped back.
+
+The noise level enters as a float `c_noise` (a DDPM timestep 0..999 or a continuous level like log(sigma)/4, see
+`SinusoidalEmbedding` and `emb_scale`), goes through an MLP, and an optional `cond` vector (B, cond_dim) -- a class
+or any other embedding -- is projected and added to it. Each res block turns that embedding into a per-channel
+scale and shift (FiLM).
+"""
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .layers import Attention, Downsample, GroupNormAct, ResBlock, SinusoidalEmbedding, Upsample, conv_nd, zero_
+
+
+@dataclass
+class UNetConfig:
+    """Everything needed to rebuild a UNet; saved as JSON beside the weights (`to_dict` / `from_dict`)."""
+
+    in_channels: int = 1
+    out_channels: int | None = None  # None: same as in_channels (eps / x0 / v prediction)
+    dims: int = 2  # spatial dims: 1 signals (B, C, L), 2 images (B, C, H, W), 3 video/volumes (B, C, T, H, W)
+    channels: int = 32  # width at level 0; level i has channels * channel_mult[i]
+    channel_mult: tuple[int, ...] = (1, 2, 2)
+    num_res_blocks: int = 2  # per level going down (one more going up)
+    attn_levels: tuple[int, ...] = (2,)  # levels with self-attention; keep to low resolution, it is O(N^2)
+    mid_attn: bool = True
+    head_dim: int = 64  # few wide heads are fast in bf16 (PERF-NOTES); widths below head_dim use one head
+    norm_groups: int = 32  # GroupNorm groups (fewer when a width is smaller)
+    dropout: float = 0.0
+    emb_scale: float = 1.0  # c_noise multiplier before the sinusoids: 1 for timesteps 0..999, ~170 for log(sigma)/4
+    cond_dim: int | None = None  # size of an optional conditioning vector added to the noise embedding
+    context_dim: int | None = None  # size of context tokens for cross-attention (at attention levels); None: off
+
+    def __post_init__(self):
+        self.channel_mult, self.attn_levels = tuple(self.channel_mult), tuple(self.attn_levels)
+        if self.dims not in (1, 2, 3):
+            raise ValueError(f"dims must be 1, 2 or 3, got {self.dims}")
+        bad = [lvl for lvl in self.attn_levels if not 0 <= lvl < len(self.channel_mult)]
+        if bad:
+            raise ValueError(f"attn_levels {bad} out of range: levels are 0..{len(self.channel_mult) - 1}")
+        for w in [self.channels * m for m in self.channel_mult]:
+            if w % min(self.norm_groups, w):
+                raise ValueError(f"width {w} is not divisible by norm_groups={self.norm_groups}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "UNetConfig":
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown UNetConfig fields: {sorted(unknown)}")
+        return cls(**d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_json(cls, s: str) -> "UNetConfig":
+        return cls.from_dict(json.loads(s))
+
+
+# Size registry. Widths/depths only: in_channels and dims come from the data. Parameter counts: `param_counts()`.
+PRESETS: dict[str, dict] = {
+    # ~0.2M (2-D): unit tests and 8x8 digits; two levels (8 -> 4)
+    "tiny": dict(channels=16, channel_mult=(1, 2), num_res_blocks=1, attn_levels=(1,), norm_groups=8),
+    # ~2.4M (2-D): the default for 28x28 MNIST-like data; 28 -> 14 -> 7, attention at 7x7 and in the middle
+    "small": dict(channels=32, channel_mult=(1, 2, 2), num_res_blocks=2, attn_levels=(2,), norm_groups=8),
+    # ~35M (2-D): CIFAR-scale (DDPM's CIFAR-10 net is 128 x (1, 2, 2, 2), 35.7M)
+    "base": dict(channels=128, channel_mult=(1, 2, 2, 2), num_res_blocks=2, attn_levels=(2,), norm_groups=32),
+}
+
+
+def unet_config(preset: str, in_channels: int, dims: int = 2, **overrides) -> UNetConfig:
+    """UNetConfig for a named size; `overrides` replace any field (e.g. cond_dim=128, emb_scale=170.0)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; allowed: {sorted(PRESETS)}")
+    return UNetConfig(**{**PRESETS[preset], "in_channels": in_channels, "dims": dims, **overrides})
+
+
+class UNetBlock(nn.Module):
+    """A res block, then self-attention and cross-attention where enabled: one unit of the UNet's stacks."""
+
+    def __init__(self, cfg: UNetConfig, c_in: int, c_out: int, emb_dim: int, attn: bool):
+        super().__init__()
+        self.res = ResBlock(cfg.dims, c_in, c_out, emb_dim, cfg.norm_groups, cfg.dropout)
+        self.attn = Attention(c_out, cfg.head_dim, cfg.norm_groups) if attn else None
+        use_x = attn and cfg.context_dim is not None
+        self.xattn = Attention(c_out, cfg.head_dim, cfg.norm_groups, cfg.context_dim) if use_x else None
+
+    def forward(self, x, emb, context=None):
+        x = self.res(x, emb)
+        if self.attn is not None:
+            x = self.attn(x)
+        if self.xattn is not None and context is not None:
+            x = self.xattn(x, context)
+        return x
+
+
+class UNet(nn.Module):
+    def __init__(self, config: UNetConfig):
+        super().__init__()
+        self.config = cfg = config
+        ch, levels = cfg.channels, len(cfg.channel_mult)
+        emb_dim = 4 * ch
+        self.noise_emb = SinusoidalEmbedding(ch, scale=cfg.emb_scale)
+        self.emb_mlp = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.cond_proj = nn.Linear(cfg.cond_dim, emb_dim) if cfg.cond_dim is not None else None
+
+        self.conv_in = conv_nd(cfg.dims, cfg.in_channels, ch, 3)
+        self.down, skips, c = nn.ModuleList(), [ch], ch
+        for level, mult in enumerate(cfg.channel_mult):
+            for _ in range(cfg.num_res_blocks):
+                self.down.append(UNetBlock(cfg, c, ch * mult, emb_dim, level in cfg.attn_levels))
+                c = ch * mult
+                skips.append(c)
+            if level < levels - 1:
+                self.down.append(Downsample(cfg.dims, c))
+                skips.append(c)
+        self.mid = nn.ModuleList([UNetBlock(cfg, c, c, emb_dim, cfg.mid_attn), UNetBlock(cfg, c, c, emb_dim, False)])
+        self.up = nn.ModuleList()
+        for level, mult in reversed(list(enumerate(cfg.channel_mult))):
+            for _ in range(cfg.num_res_blocks + 1):
+                self.up.append(UNetBlock(cfg, c + skips.pop(), ch * mult, emb_dim, level in cfg.attn_levels))
+                c = ch * mult
+            if level > 0:
+                self.up.append(Upsample(cfg.dims, c))
+        self.norm_out = GroupNormAct(min(cfg.norm_groups, c), c)
+        self.conv_out = zero_(conv_nd(cfg.dims, c, cfg.out_channels or cfg.in_channels, 3))
+
+    def _check(self, x, c_noise, cond, context):
+        cfg = self.config
+        if x.dim() != cfg.dims + 2:
+            raise ValueError(f"x must be (B, C, *spatial) with {cfg.dims} spatial dims (dims={cfg.dims}), "
+                             f"got shape {tuple(x.shape)}")
+        if x.shape[1] != cfg.in_channels:
+            raise ValueError(f"x has {x.shape[1]} channels, the net was built for in_channels={cfg.in_channels}")
+        if c_noise.shape not in ((), (x.shape[0],)):
+            raise ValueError(f"c_noise must have shape ({x.shape[0]},) or (), got {tuple(c_noise.shape)}")
+        if cond is not None and (cfg.cond_dim is None or cond.shape != (x.shape[0], cfg.cond_dim)):
+            raise ValueError(f"cond must be None or (B, cond_dim) = ({x.shape[0]}, {cfg.cond_dim}) "
+                             f"(cond_dim={cfg.cond_dim}), got shape {tuple(cond.shape)}")
+        if context is not None and (cfg.context_dim is None or context.dim() != 3 or context.shape[2] != cfg.context_dim):
+            raise ValueError(f"context must be None or (B, N, context_dim={cfg.context_dim}), "
+                             f"got shape {tuple(context.shape)}")
+
+    def forward(self, x, c_noise, cond=None, context=None):
+        """x (B, C, *spatial); c_noise (B,) float; cond (B, cond_dim) or None; context (B, N, context_dim) or None.
+        Returns (B, C_out, *spatial)."""
+        self._check(x, c_noise, cond, context)
+        spatial = x.shape[2:]
+        m = 2 ** (len(self.config.channel_mult) - 1)
+        pad = [p for s in reversed(spatial) for p in (0, -s % m)]  # F.pad order: last dim first
+        if any(pad):
+            x = F.pad(x, pad)  # (B, C, *padded)
+
+        emb = self.emb_mlp(self.noise_emb(c_noise.expand(x.shape[0])))  # (B, emb_dim)
+        if cond is not None:
+            emb = emb + self.cond_proj(cond)
+        emb = F.silu(emb)  # every FiLM layer starts with SiLU: do it once here
+
+        h = self.conv_in(x)  # (B, ch, *padded)
+        hs = [h]
+        for block in self.down:
+            h = block(h, emb, context)
+            hs.append(h)
+        for block in self.mid:
+            h = block(h, emb, context)
+        for block in self.up:
+            if isinstance(block, UNetBlock):
+                h = torch.cat([h, hs.pop()], dim=1)  # (B, C + C_skip, *spatial_level)
+            h = block(h, emb, context)
+        h = self.conv_out(self.norm_out(h))  # (B, C_out, *padded)
+        return h[(..., *[slice(0, s) for s in spatial])] if any(pad) else h  # crop back: (B, C_out, *spatial)
+
+
+def param_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def param_counts(in_channels: int = 1, verbose: bool = True) -> dict[tuple[str, int], int]:
+    """Parameter count of every preset for dims 1, 2, 3 (printed as a table when verbose)."""
+    counts = {(name, dims): param_count(UNet(unet_config(name, in_channels, dims)))
+              for name in PRESETS for dims in (1, 2, 3)}
+    if verbose:
+        print(f"{'preset':8s}" + "".join(f"{f'{d}-D':>12s}" for d in (1, 2, 3)))
+        for name in PRESETS:
+            print(f"{name:8s}" + "".join(f"{counts[name, d]:12,d}" for d in (1, 2, 3)))
+    return counts

@@ -1,0 +1,53 @@
+"""How diffusion works, drawn on a trained model: the forward process (a real image at rising noise levels) and the
+reverse process (noise to sample, with the network's prediction of the clean image at every step)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .data import load_data
+from .process import q_sample
+from .runs import TrainedModel
+from .schedules import DiscreteSchedule
+from .viz import save_gif, save_strip
+
+FORWARD_T = (0, 50, 100, 200, 300, 500, 700, 999)  # timesteps shown in the forward strip (DDPM's 1000)
+
+
+def show(model: TrainedModel, out_dir: str | Path, sampler: str = "dpmpp-2m", steps: int = 20, seed: int = 0,
+         num: int = 8, data=None) -> dict[str, Path]:
+    """Write forward.png, reverse.png and reverse.gif into `out_dir`; returns their paths.
+
+    forward.png: `num` real images (rows) at the noise levels of FORWARD_T, x_t = sqrt(ab) x0 + sqrt(1 - ab) eps.
+    reverse.png: two rows per step column: x_t (the sample being denoised, in the VP scale so it stays in range)
+                 and x0_hat (what the network thinks the clean image is at that step), for one sample.
+    reverse.gif: the same for `num` samples, one frame per step, x_t above and x0_hat below."""
+    if len(model.shape) != 3:
+        raise ValueError(f"show draws 2-D images; this model's data has shape {model.shape} (signals and video "
+                         f"are not drawn yet)")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    g = torch.Generator().manual_seed(seed)
+    ds = data if data is not None else load_data(model.info["train"]["data"],
+                                                 image_size=model.info["train"].get("image_size"))
+    x0 = ds.x[torch.randperm(len(ds), generator=g)[:num]]
+    sched = model.schedule if isinstance(model.schedule, DiscreteSchedule) else DiscreteSchedule()
+    eps = torch.randn(x0.shape, generator=g)
+    cols = [q_sample(sched, x0, torch.full((len(x0),), t), eps) for t in FORWARD_T]
+    paths = {"forward": save_strip(cols, out / "forward.png", labels=[f"t={t}" for t in FORWARD_T])}
+
+    frames = []
+
+    def record(info):
+        scale = (1 + info["sigma"] ** 2) ** -0.5  # the sigma view's x back to the VP scale: bounded, drawable
+        frames.append(torch.cat([info["x"] * scale, info["x0_hat"]]).clamp(-1, 1).cpu())
+
+    final = model.sample(num, sampler=sampler, steps=steps, seed=seed, batch=num, callback=record)
+    frames.append(torch.cat([final, final]))
+    pick = [f[[0, num]] for f in frames]  # sample 0: its x_t and x0_hat
+    labels = [f"step {i}" for i in range(len(frames) - 1)] + ["final"]
+    paths["reverse"] = save_strip(pick, out / "reverse.png", labels=labels, row_labels=["x_t", "x0_hat"])
+    paths["gif"] = save_gif(torch.stack(frames), out / "reverse.gif", nrow=num, duration_ms=150)
+    return paths

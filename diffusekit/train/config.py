@@ -1,0 +1,105 @@
+"""Training settings: one dataclass, saved as JSON in the run directory, loadable from `--config FILE.json`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from ..denoiser import PARAMETERIZATIONS
+from ..process import LOSS_WEIGHTINGS, NOISE_SAMPLERS
+from ..samplers import SAMPLERS
+from ..schedules import BETA_SCHEDULES
+
+PRECISIONS = ("auto", "fp32", "bf16")
+CONDITIONINGS = (None, "label")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run. Defaults are chosen for small images on a small CPU."""
+
+    data: str = "digits"  # built-in name (digits, mnist5k, ...), image folder, or .npy/.npz file
+    out: str = "runs/digits"  # the run directory: everything the run writes stays here
+    steps: int | None = None  # budget in optimizer steps ...
+    minutes: float | None = None  # ... or in wall-clock minutes of training (one of the two; steps wins)
+    model: str = "small"  # UNet size preset: tiny, small, base (`diffusekit.nets.PRESETS`)
+    model_overrides: dict = field(default_factory=dict)  # any UNetConfig field, e.g. {"channels": 48}
+    image_size: int | None = None  # resize 2-D images (folders default to their median size, capped at 64)
+    cond: str | None = None  # None (unconditional) or "label": class-conditional through the UNet's cond hook
+
+    # the diffusion: schedule, what the network predicts, how the loss is weighted
+    schedule: str = "linear"  # linear, scaled_linear, cosine, sigmoid (DDPM-family, 1000 steps) or karras (EDM)
+    prediction: str = "eps"  # eps, x0, v (DDPM-family) or edm (with schedule=karras)
+    loss_weighting: str = "min-snr"  # uniform, min-snr (Hang et al. 2023: ~3x faster convergence), edm
+    min_snr_gamma: float = 5.0
+    noise_sampler: str = "uniform"  # uniform timesteps (DDPM) or lognormal sigma (EDM)
+
+    # optimisation
+    batch_size: int = 128  # global batch (split across processes under torchrun)
+    lr: float = 1e-3  # AdamW; high for small nets with EMA, as in EDM's CIFAR setting (1e-3)
+    warmup_steps: int = 200  # linear LR warm-up: Adam's early steps are noisy
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0  # max global grad norm (0 disables)
+    ema_decay: float = 0.999  # EMA of weights; warm-up decay min(ema_decay, (1 + n) / (10 + n))
+    seed: int = 0
+
+    # what the run writes
+    log_every: int = 25  # steps between metrics.jsonl lines
+    sample_every: int = 0  # steps between sample grids (0: at the end only)
+    checkpoint_every: int = 500  # steps between checkpoints (and one at the end)
+    keep_last: int = 3  # checkpoints kept
+    sample_sampler: str = "dpmpp-2m"
+    sample_steps: int = 20
+    num_grid: int = 64  # images in each sample grid
+
+    precision: str = "auto"  # auto: bf16 autocast where the CPU has native bf16 (or CUDA), else fp32
+    device: str = "auto"  # auto: cuda if available, else cpu
+
+    def __post_init__(self):
+        def allowed(name, value, options):
+            if value not in options:
+                raise ValueError(f"{name}={value!r} is not allowed; choose from {', '.join(map(str, options))}")
+
+        allowed("schedule", self.schedule, BETA_SCHEDULES + ("karras",))
+        allowed("prediction", self.prediction, PARAMETERIZATIONS)
+        allowed("loss_weighting", self.loss_weighting, LOSS_WEIGHTINGS)
+        allowed("noise_sampler", self.noise_sampler, NOISE_SAMPLERS)
+        allowed("precision", self.precision, PRECISIONS)
+        allowed("sample_sampler", self.sample_sampler, tuple(SAMPLERS))
+        allowed("cond", self.cond, CONDITIONINGS)
+        if (self.prediction == "edm") != (self.schedule == "karras"):
+            raise ValueError("prediction='edm' goes with schedule='karras' (and only it); DDPM-family schedules "
+                             "take eps, x0 or v")
+        for name in ("batch_size", "log_every", "checkpoint_every", "keep_last", "sample_steps", "num_grid"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 1):
+            raise ValueError(f"steps must be an integer >= 1, got {self.steps!r}")
+        if self.minutes is not None and not self.minutes > 0:
+            raise ValueError(f"minutes must be > 0, got {self.minutes!r}")
+        if self.lr <= 0 or self.ema_decay < 0 or self.ema_decay >= 1:
+            raise ValueError(f"need lr > 0 and 0 <= ema_decay < 1, got lr={self.lr}, ema_decay={self.ema_decay}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown training settings {sorted(unknown)}; allowed: {sorted(known)}")
+        return cls(**d)
+
+    @classmethod
+    def from_json_file(cls, path: str | Path, **overrides) -> "TrainConfig":
+        path = Path(path)
+        try:
+            d = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"cannot read training config {path}: {e}") from e
+        if not isinstance(d, dict):
+            raise ValueError(f"{path}: a training config is a JSON object of settings")
+        return cls.from_dict({**d, **{k: v for k, v in overrides.items() if v is not None}})

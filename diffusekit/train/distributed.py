@@ -1,0 +1,73 @@
+"""Distributed data parallel set-up for `torchrun` (one process per device; gloo on CPU, nccl on CUDA).
+
+Under torchrun the environment carries RANK, WORLD_SIZE, LOCAL_RANK and the rendezvous address; without it the run
+is a single process and none of this does anything."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    def mean(self, value: torch.Tensor) -> torch.Tensor:
+        """All-reduce mean of a tensor across processes (the tensor itself if single-process)."""
+        if not self.enabled:
+            return value
+        value = value.clone()
+        dist.all_reduce(value)
+        return value / self.world_size
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    d = torch.device(device)
+    if d.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' was asked for but CUDA is not available; use --device cpu or auto")
+    return d
+
+
+def setup(device: str = "auto") -> Dist:
+    """Join the torchrun process group if there is one. Each process gets its own device (CUDA) or an even share
+    of the CPU cores (CPU), so N processes on one machine do not oversubscribe it."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    dev = pick_device(device)
+    if world_size == 1:
+        return Dist(device=dev)
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if dev.type == "cuda":
+        torch.cuda.set_device(local_rank)
+        dev = torch.device("cuda", local_rank)
+    else:
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    return Dist(rank=rank, world_size=world_size, local_rank=local_rank, device=dev)
+
+
+def teardown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

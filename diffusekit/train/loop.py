@@ -1,0 +1,274 @@
+"""The training loop: data -> noise -> denoiser loss -> AdamW step -> EMA, with checkpoints, logs and sample grids.
+
+Exact resumption: everything random comes from two seeded generators (data order, noise) whose states are saved,
+the data order is a pure function of (seed, epoch), and the optimizer, EMA, step and data position are saved with
+the weights; so N steps straight and N/2 + resume + N/2 give identical weights (tested).
+
+Distributed (torchrun): every process draws the same global batch and the same noise and trains on its own slice,
+so the run is the same computation as a single process with the global batch (tested), and only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from .. import fast
+from ..data import load_data
+from ..denoiser import Denoiser
+from ..nets import param_count, unet_config
+from ..process import sample_training_sigmas
+from ..runs import LOG_SIGMA_EMB_SCALE, RUN_FILE, TrainedModel, build_net, build_schedule, describe_data
+from ..viz import save_grid
+from . import distributed
+from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, write_json_atomic
+from .config import TrainConfig
+from .ema import EMA
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or inf; the run stopped and its last good checkpoint is kept."""
+
+
+class BatchStream:
+    """Global batches of data indices: a fresh permutation per epoch, a pure function of (seed, epoch)."""
+
+    def __init__(self, n: int, batch: int, seed: int, epoch: int = 0, pos: int = 0):
+        self.n, self.batch, self.seed, self.epoch, self.pos = n, batch, seed, epoch, pos
+        self._perm = self._permutation(epoch)
+
+    def _permutation(self, epoch):
+        return torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch))
+
+    def next(self) -> torch.Tensor:
+        parts, need = [], self.batch
+        while need:
+            take = self._perm[self.pos:self.pos + need]
+            parts.append(take)
+            need -= len(take)
+            self.pos += len(take)
+            if self.pos == self.n:
+                self.epoch, self.pos = self.epoch + 1, 0
+                self._perm = self._permutation(self.epoch)
+        return torch.cat(parts)
+
+
+def _lr_at(config: TrainConfig, step: int) -> float:
+    """Linear warm-up to config.lr, then constant (EMA does the averaging a decay would)."""
+    return config.lr * min(1.0, (step + 1) / max(1, config.warmup_steps))
+
+
+def _prepare_out(config: TrainConfig, resume: bool, is_main: bool) -> Path:
+    out = Path(config.out)
+    if resume:
+        if not (out / RUN_FILE).exists():
+            raise FileNotFoundError(f"--resume: {out} holds no run to resume (no {RUN_FILE})")
+    elif out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} already holds files; pass --resume to continue that run, or choose another "
+                              f"--out (nothing was changed)")
+    if is_main:
+        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (out / "samples").mkdir(exist_ok=True)
+    return out
+
+
+def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
+    """Train a diffusion model as `config` says; returns the run directory. See `diffusekit train --help`."""
+    dist = distributed.setup(config.device)
+    try:
+        return _train(config, resume, progress, dist)
+    finally:
+        distributed.teardown()
+
+
+def _train(config: TrainConfig, resume: bool, progress: bool, dist: distributed.Dist) -> Path:
+    if config.steps is None and config.minutes is None:
+        raise ValueError("give a budget: steps or minutes")
+    if config.batch_size % dist.world_size:
+        raise ValueError(f"batch_size={config.batch_size} must divide evenly over {dist.world_size} processes")
+    out = _prepare_out(config, resume, dist.is_main)
+    if resume:  # the run's own settings decide everything but the budget
+        saved = TrainConfig.from_dict(json.loads((out / RUN_FILE).read_text())["train"])
+        config = TrainConfig.from_dict({**saved.to_dict(), "steps": config.steps, "minutes": config.minutes,
+                                        "out": config.out})
+    device = dist.device
+    ds = load_data(config.data, image_size=config.image_size)
+    if config.cond == "label" and ds.labels is None:
+        raise ValueError(f"--cond label needs labelled data; {ds.name} has no labels")
+    dims = ds.x.ndim - 2
+    schedule = build_schedule(config)
+    num_classes = ds.num_classes if config.cond == "label" else None
+    overrides = dict(config.model_overrides)
+    if config.schedule == "karras":
+        overrides.setdefault("emb_scale", LOG_SIGMA_EMB_SCALE)
+    if num_classes:
+        overrides.setdefault("cond_dim", 128)
+    ucfg = unet_config(config.model, in_channels=ds.x.shape[1], dims=dims, **overrides)
+    torch.manual_seed(config.seed)  # weight initialisation
+    net = fast.prepare_model(build_net(ucfg, num_classes), device, dims)
+    if config.precision == "fp32":  # the plain path: fp32, contiguous
+        amp, net = nullcontext(), net.to(memory_format=torch.contiguous_format)
+    elif config.precision == "bf16":  # forced, even where bf16 is emulated
+        amp = torch.autocast(device.type, dtype=torch.bfloat16)
+    else:
+        amp = fast.autocast(device, dims)
+    ema = EMA(net, config.ema_decay)
+    opt = fast.adamw(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+    info = {"train": config.to_dict(), "unet": ucfg.to_dict(), "schedule": schedule.to_dict(),
+            "prediction": config.prediction, "data": describe_data(ds), "params": param_count(net)}
+    step, elapsed, images_seen = 0, 0.0, 0
+    data_gen = (0, 0)
+    noise_gen = torch.Generator().manual_seed(config.seed + 1)
+    if resume and (ckpt := latest_checkpoint(out / "checkpoints")) is not None:
+        state, rng = load_checkpoint(ckpt, net, ema.shadow, opt)
+        step, elapsed, images_seen = state["step"], state["elapsed_s"], state["images_seen"]
+        ema.num_updates = state["ema_updates"]
+        data_gen = (state["epoch"], state["pos"])
+        noise_gen.set_state(rng["noise"])
+        torch.set_rng_state(rng["torch"])
+    elif dist.is_main:
+        write_json_atomic(out / RUN_FILE, info)
+    dist.barrier()
+    batches = BatchStream(len(ds), config.batch_size, config.seed, *data_gen)
+    x_all = ds.x.to(device)
+    labels_all = ds.labels.to(device) if num_classes else None
+    model = DistributedDataParallel(net) if dist.enabled else net
+    den = Denoiser(model, schedule, prediction=config.prediction, check_finite=False)  # the loss is checked
+    b_local = config.batch_size // dist.world_size
+    lo, hi = dist.rank * b_local, (dist.rank + 1) * b_local
+
+    def state_now():
+        return {"elapsed_s": elapsed, "images_seen": images_seen, "ema_updates": ema.num_updates,
+                "epoch": batches.epoch, "pos": batches.pos}
+
+    def diverged(what):
+        last = latest_checkpoint(out / "checkpoints")
+        raise TrainingDiverged(
+            f"{what}; stopped without saving. The last good checkpoint is {last or '(none yet)'}. Try a lower "
+            f"--lr (now {config.lr}) or --precision fp32, then --resume.")
+
+    def checkpoint():
+        if not all(torch.isfinite(p).all() for p in net.parameters()):
+            diverged(f"the weights became NaN or inf at step {step}")
+        _check_replicas(net, dist)
+        if dist.is_main:
+            rng = {"noise": noise_gen.get_state(), "torch": torch.get_rng_state()}
+            return save_checkpoint(out / "checkpoints", step, net, ema.shadow, opt, rng, state_now(),
+                                   config.keep_last)
+
+    def done():
+        if config.steps is not None:
+            return step >= config.steps
+        return elapsed >= config.minutes * 60
+
+    log = open(out / "metrics.jsonl", "a") if dist.is_main else None
+    bar = _progress_bar(config, step, elapsed, enabled=progress and dist.is_main)
+    if dist.is_main:
+        print(f"diffusekit: training {config.model} UNet ({info['params'] / 1e6:.2f}M params, {dims}-D) on "
+              f"{ds.name} ({len(ds)} x {tuple(ds.x.shape[1:])}) -> {out}; device {device}, "
+              f"{'bf16 autocast' if isinstance(amp, torch.autocast) else 'fp32'}, "
+              f"{dist.world_size} process(es)", file=sys.stderr)
+    net.train()
+    window_t, window_imgs, last_loss = time.perf_counter(), 0, float("nan")
+    try:
+        while not done():
+            t0 = time.perf_counter()
+            for group in opt.param_groups:
+                group["lr"] = _lr_at(config, step)
+            idx = batches.next()
+            sigma, _ = sample_training_sigmas(schedule, config.batch_size, config.noise_sampler, noise_gen)
+            eps = torch.randn((config.batch_size, *ds.x.shape[1:]), generator=noise_gen)
+            cond = None
+            if num_classes:
+                cond = net.drop_labels(labels_all[idx.to(device)].cpu(), noise_gen)[lo:hi].to(device)
+            x0 = x_all[idx[lo:hi].to(device)]
+            with amp:
+                losses = den.loss(x0, sigma[lo:hi].to(device), eps[lo:hi].to(device), cond=cond,
+                                  weighting=config.loss_weighting, gamma=config.min_snr_gamma)
+            loss = losses.mean()
+            if not torch.isfinite(loss):
+                diverged(f"the loss became {loss.item()} at step {step + 1}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip or math.inf)
+            opt.step()
+            ema.update(net)
+            step += 1
+            images_seen += config.batch_size
+            elapsed += time.perf_counter() - t0
+            window_imgs += config.batch_size
+            if step % config.log_every == 0 or done():
+                last_loss = dist.mean(loss.detach()).item()
+                now = time.perf_counter()
+                ips = window_imgs / max(now - window_t, 1e-9)
+                window_t, window_imgs = now, 0
+                if log:
+                    log.write(json.dumps({"step": step, "loss": last_loss, "lr": opt.param_groups[0]["lr"],
+                                          "grad_norm": float(grad_norm), "images_per_s": ips,
+                                          "elapsed_s": elapsed, "epoch": batches.epoch}) + "\n")
+                    log.flush()
+                if bar:
+                    bar.set_postfix(loss=f"{last_loss:.4f}", img_s=f"{ips:.0f}", step=step)
+            if bar:
+                bar.update(1 if config.steps is not None else 0)
+                if config.steps is None:
+                    bar.n = min(round(elapsed), bar.total)
+                    bar.refresh()
+            if step % config.checkpoint_every == 0 and not done():
+                checkpoint()
+            if config.sample_every and step % config.sample_every == 0 and not done() and dist.is_main:
+                _write_grid(out, step, info, ema.shadow, config, device)
+        final = checkpoint()
+        if dist.is_main:
+            grid = _write_grid(out, step, info, ema.shadow, config, device)
+            print(f"diffusekit: {step} steps, {images_seen} images, {elapsed / 60:.1f} min, last loss "
+                  f"{last_loss:.4f}; checkpoint {final}; samples {grid}", file=sys.stderr)
+    finally:
+        if bar:
+            bar.close()
+        if log:
+            log.close()
+    return out
+
+
+def _check_replicas(net, dist) -> None:
+    """Under DDP every process must hold the same weights; compare fingerprints before each checkpoint."""
+    if not dist.enabled:
+        return
+    with torch.no_grad():
+        flat = torch.cat([p.detach().double().flatten() for p in net.parameters()]).cpu()
+        mine = torch.stack([flat.sum(), (flat * torch.arange(len(flat), dtype=torch.float64).sin()).sum()])
+    everyone = [torch.zeros_like(mine) for _ in range(dist.world_size)]
+    torch.distributed.all_gather(everyone, mine)
+    if any(not torch.equal(e, everyone[0]) for e in everyone):
+        raise RuntimeError(f"DDP replicas differ: weight fingerprints {[e.tolist() for e in everyone]}")
+
+
+def _progress_bar(config, step, elapsed, enabled):
+    if not enabled:
+        return None
+    if config.steps is not None:
+        return tqdm(total=config.steps, initial=step, unit="step", desc="train", dynamic_ncols=True)
+    return tqdm(total=round(config.minutes * 60), initial=round(elapsed), unit="s", desc="train (time budget)",
+                dynamic_ncols=True, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt}s [ETA {remaining}{postfix}]")
+
+
+def _write_grid(out: Path, step: int, info: dict, ema_net, config: TrainConfig, device) -> Path:
+    model = TrainedModel(info, ema_net, step, device)
+    was_training = ema_net.training
+    images = model.sample(config.num_grid, sampler=config.sample_sampler, steps=config.sample_steps, seed=0)
+    ema_net.train(was_training)
+    path = out / "samples" / f"step-{step:07d}.png"
+    save_grid(images, path)
+    shutil.copyfile(path, out / "samples" / "latest.png")
+    return path

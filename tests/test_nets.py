@@ -1,0 +1,247 @@
+"""Tests for diffusekit.nets and the CPU fast path (diffusekit.fast).
+
+One interface test runs over every dimensionality and preset with odd sizes; the fused GroupNorm is checked against
+PyTorch's own GroupNorm (an independent implementation) forward and backward; the fast path against fp32.
+"""
+
+import copy
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from diffusekit import fast
+from diffusekit.nets import PRESETS, UNet, UNetConfig, param_count, unet_config
+from diffusekit.nets.layers import GroupNormAct
+
+needs_bf16 = pytest.mark.skipif(not fast.native_bf16(), reason="CPU lacks native bf16 (AVX512-BF16/AMX): fast path is fp32")
+
+
+def randomized(model, seed=0):
+    """Perturb every parameter: the zero-initialised output layer would otherwise make every output exactly 0."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            fan_in = p[0].numel() if p.dim() > 1 else 4
+            p.add_(torch.randn(p.shape, generator=g) * 0.5 / math.sqrt(fan_in))
+    return model
+
+
+def inputs(cfg, spatial, B=2, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(B, cfg.in_channels, *spatial, generator=g)
+    c_noise = torch.rand(B, generator=g) * 999  # fractional timesteps
+    return x, c_noise
+
+
+# (preset, dims, spatial): odd sizes everywhere, so padding and cropping always run
+CASES = [
+    ("tiny", 1, (37,)),
+    ("tiny", 2, (9, 7)),
+    ("tiny", 3, (3, 5, 6)),
+    ("small", 1, (50,)),
+    ("small", 2, (28, 28)),
+    ("small", 3, (2, 6, 5)),
+]
+
+
+@pytest.mark.parametrize("preset,dims,spatial", CASES)
+def test_interface(preset, dims, spatial):
+    cfg = unet_config(preset, in_channels=3, dims=dims)
+    torch.manual_seed(0)
+    net = randomized(UNet(cfg))
+    x, c_noise = inputs(cfg, spatial)
+    out = net(x, c_noise)
+    assert out.shape == x.shape
+    assert torch.isfinite(out).all()
+    assert out.abs().mean() > 0
+    torch.manual_seed(0)
+    again = randomized(UNet(cfg))
+    assert torch.equal(again(x, c_noise), out), "same seed must give the same network and output"
+
+
+def test_output_layer_starts_at_zero():
+    cfg = unet_config("tiny", 1, 2)
+    x, c_noise = inputs(cfg, (8, 8))
+    assert torch.equal(UNet(cfg)(x, c_noise), torch.zeros_like(x))
+
+
+def test_c_noise_scalar_and_out_channels():
+    cfg = unet_config("tiny", 1, 2, out_channels=2)
+    net = randomized(UNet(cfg))
+    x, c_noise = inputs(cfg, (8, 8))
+    out = net(x, torch.tensor(500.0))
+    assert out.shape == (2, 2, 8, 8)
+    assert torch.allclose(out, net(x, torch.full((2,), 500.0)))
+
+
+def test_cond_hook_changes_output():
+    cfg = unet_config("tiny", 1, 2, cond_dim=8)
+    net = randomized(UNet(cfg))
+    x, c_noise = inputs(cfg, (8, 8))
+    cond = torch.randn(2, 8)
+    a, b, c = net(x, c_noise), net(x, c_noise, cond), net(x, c_noise, cond + 1)
+    assert not torch.allclose(a, b) and not torch.allclose(b, c)
+
+
+def test_cross_attention_context_changes_output():
+    cfg = unet_config("tiny", 1, 2, context_dim=12)
+    net = randomized(UNet(cfg))
+    x, c_noise = inputs(cfg, (8, 8))
+    ctx = torch.randn(2, 5, 12)
+    a, b, c = net(x, c_noise), net(x, c_noise, context=ctx), net(x, c_noise, context=ctx * 2)
+    assert a.shape == b.shape == x.shape
+    assert not torch.allclose(a, b) and not torch.allclose(b, c)
+
+
+def test_noise_level_changes_output_for_both_ranges():
+    """Fractional timesteps and continuous log(sigma)/4 levels (with emb_scale) must both be told apart."""
+    for scale, c0, c1 in [(1.0, 10.0, 10.5), (170.0, 0.0, 0.01)]:
+        cfg = unet_config("tiny", 1, 2, emb_scale=scale)
+        net = randomized(UNet(cfg))
+        x, _ = inputs(cfg, (8, 8))
+        a, b = net(x, torch.full((2,), c0)), net(x, torch.full((2,), c1))
+        assert (a - b).abs().max() > 1e-3 * a.abs().max()
+
+
+def test_gradient_flows_to_every_parameter():
+    cfg = unet_config("tiny", 1, 2, cond_dim=4)
+    net = randomized(UNet(cfg))
+    x, c_noise = inputs(cfg, (9, 7))
+    x.requires_grad_(True)
+    net(x, c_noise, torch.randn(2, 4)).square().mean().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    for name, p in net.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+
+
+def test_config_json_round_trip_gives_identical_outputs():
+    cfg = unet_config("tiny", 2, 2, cond_dim=3, context_dim=6, channel_mult=[1, 2])
+    cfg2 = UNetConfig.from_json(cfg.to_json())
+    assert cfg2 == cfg and isinstance(cfg2.channel_mult, tuple)
+    net = randomized(UNet(cfg))
+    net2 = UNet(cfg2)
+    net2.load_state_dict(net.state_dict())
+    x, c_noise = inputs(cfg, (8, 6))
+    args = (x, c_noise, torch.randn(2, 3), torch.randn(2, 4, 6))
+    assert torch.equal(net(*args), net2(*args))
+
+
+def test_presets_sizes():
+    tiny = param_count(UNet(unet_config("tiny", 1, 2)))
+    small = param_count(UNet(unet_config("small", 1, 2)))
+    assert tiny < 500_000 and 1_500_000 < small < 6_000_000
+
+
+def test_clear_errors():
+    with pytest.raises(ValueError, match=r"preset.*allowed.*small.*tiny"):
+        unet_config("huge", 1, 2)
+    with pytest.raises(ValueError, match="dims must be 1, 2 or 3"):
+        unet_config("tiny", 1, 4)
+    with pytest.raises(ValueError, match="unknown UNetConfig fields"):
+        UNetConfig.from_dict({"chanels": 3})
+    with pytest.raises(ValueError, match="norm_groups"):
+        UNetConfig(channels=12, norm_groups=8)
+    net = UNet(unet_config("tiny", 3, 2, cond_dim=4))
+    c_noise = torch.zeros(2)
+    with pytest.raises(ValueError, match=r"x must be \(B, C, \*spatial\) with 2 spatial dims"):
+        net(torch.randn(2, 3, 8), c_noise)
+    with pytest.raises(ValueError, match="in_channels=3"):
+        net(torch.randn(2, 1, 8, 8), c_noise)
+    with pytest.raises(ValueError, match="c_noise"):
+        net(torch.randn(2, 3, 8, 8), torch.zeros(2, 1))
+    with pytest.raises(ValueError, match="cond_dim"):
+        net(torch.randn(2, 3, 8, 8), c_noise, torch.randn(2, 5))
+    with pytest.raises(ValueError, match="context_dim"):
+        net(torch.randn(2, 3, 8, 8), c_noise, context=torch.randn(2, 4, 6))
+
+
+# ---- the fused GroupNorm against PyTorch's GroupNorm + FiLM + SiLU ----
+
+def reference_gn(x, weight, bias, scale, shift, groups, act):
+    h = F.group_norm(x, groups, weight, bias, 1e-5)
+    if scale is not None:
+        shape = scale.shape + (1,) * (x.dim() - 2)
+        h = h * (1 + scale.view(shape)) + shift.view(shape)
+    return F.silu(h) if act else h
+
+
+@pytest.mark.parametrize("film,act", [(True, True), (False, True), (False, False)])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_group_norm_matches_pytorch(film, act, memory_format):
+    torch.manual_seed(0)
+    B, C, G = 3, 16, 4
+    x = (torch.randn(B, C, 5, 7, dtype=torch.float64) * 3 + 1).to(memory_format=memory_format).requires_grad_()
+    gn = GroupNormAct(G, C, act=act).double()
+    with torch.no_grad():
+        gn.weight.normal_(1, 0.3), gn.bias.normal_(0, 0.3)
+    scale, shift = (torch.randn(B, C, dtype=torch.float64, requires_grad=True) if film else None for _ in range(2))
+    out = gn(x, scale, shift)
+    ref = reference_gn(x, gn.weight, gn.bias, scale, shift, G, act)
+    torch.testing.assert_close(out, ref)
+    leaves = [t for t in (x, gn.weight, gn.bias, scale, shift) if t is not None]
+    gy = torch.randn_like(out)
+    got = torch.autograd.grad(out, leaves, gy)
+    want = torch.autograd.grad(ref, leaves, gy)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
+
+
+def test_group_norm_gradcheck():
+    torch.manual_seed(0)
+    gn = GroupNormAct(2, 4).double()
+    x = torch.randn(2, 4, 3, 3, dtype=torch.float64, requires_grad=True)
+    scale, shift = (torch.randn(2, 4, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    assert torch.autograd.gradcheck(gn, (x, scale, shift))
+
+
+def test_group_norm_bf16_channels_last_close_to_fp32():
+    torch.manual_seed(0)
+    x = torch.randn(4, 32, 12, 12) * 2 + 0.5
+    scale, shift = torch.randn(4, 32) * 0.2, torch.randn(4, 32) * 0.2
+    gn = GroupNormAct(8, 32)
+    ref = reference_gn(x, gn.weight, gn.bias, scale, shift, 8, True)
+    out = gn(x.bfloat16().to(memory_format=torch.channels_last), scale.bfloat16(), shift.bfloat16())
+    assert out.dtype == torch.bfloat16 and out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out.float(), ref, atol=0.03, rtol=0.02)
+
+
+# ---- the fast path ----
+
+def test_fast_settings():
+    dtype, fmt = fast.fast_settings("cpu", dims=2)
+    if fast.native_bf16():
+        assert dtype == torch.bfloat16 and fmt == torch.channels_last
+        assert fast.fast_settings("cpu", dims=3)[1] == torch.channels_last_3d
+    else:
+        assert dtype is None and fmt == torch.contiguous_format
+    assert fast.fast_settings("cpu", dims=1)[1] == torch.contiguous_format
+    opt = fast.adamw(torch.nn.Linear(2, 2).parameters(), lr=1e-3)
+    assert opt.defaults["fused"] is True
+    assert set(fast.allocator_env()) == {"MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"}
+
+
+def _rel(a, b):
+    return ((a.float() - b.float()).norm() / b.float().norm()).item()
+
+
+@needs_bf16
+@pytest.mark.parametrize("preset,dims,spatial", [("tiny", 1, (37,)), ("small", 2, (28, 28)), ("tiny", 3, (3, 5, 6))])
+def test_fast_path_agrees_with_fp32(preset, dims, spatial):
+    """bf16 autocast + channels_last against plain fp32: outputs and gradients to bf16 tolerance."""
+    cfg = unet_config(preset, 1, dims, cond_dim=4, context_dim=8 if dims == 2 else None)
+    net = randomized(UNet(cfg))
+    fast_net = fast.prepare_model(copy.deepcopy(net), "cpu", dims)
+    x, c_noise = inputs(cfg, spatial, B=4)
+    extra = (torch.randn(4, 4),) + ((torch.randn(4, 3, 8),) if dims == 2 else ())
+    out = net(x, c_noise, *extra)
+    with fast.autocast("cpu", dims):
+        out_fast = fast_net(x, c_noise, *extra)
+    assert out_fast.dtype == torch.bfloat16
+    assert _rel(out_fast, out) < 0.03
+    out.square().mean().backward()
+    out_fast.float().square().mean().backward()
+    for (name, p), q in zip(net.named_parameters(), fast_net.parameters()):
+        assert q.grad.dtype == torch.float32
+        assert _rel(q.grad, p.grad) < 0.1, name

@@ -1,0 +1,162 @@
+"""The training system: exact resumption, atomic checkpoints, divergence, distributed training with real torchrun."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from diffusekit.runs import TrainedModel
+from diffusekit.train import TrainConfig, TrainingDiverged, train
+from diffusekit.train.checkpoint import latest_checkpoint, list_checkpoints
+from diffusekit.train.ema import EMA
+from diffusekit.train.loop import BatchStream
+
+TINY = dict(data="digits", model="tiny", batch_size=16, log_every=1, checkpoint_every=100, warmup_steps=2,
+            num_grid=4, sample_steps=2)
+
+
+def weights(run, name="model"):
+    return load_file(str(latest_checkpoint(Path(run) / "checkpoints") / f"{name}.safetensors"))
+
+
+def same(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "auto"])
+def test_resume_is_exact(tmp_path, precision):
+    """N steps straight == N/2 steps, stop, resume, N/2 steps: identical weights, EMA and optimizer state."""
+    straight, halves = tmp_path / "straight", tmp_path / "halves"
+    train(TrainConfig(out=str(straight), steps=6, precision=precision, **TINY), progress=False)
+    train(TrainConfig(out=str(halves), steps=3, precision=precision, **TINY), progress=False)
+    train(TrainConfig(out=str(halves), steps=6, precision=precision, **TINY), resume=True, progress=False)
+    for name in ("model", "ema", "state"):
+        assert same(weights(straight, name), weights(halves, name)), name
+    logs = [[json.loads(line)["loss"] for line in open(r / "metrics.jsonl")] for r in (straight, halves)]
+    assert logs[0] == logs[1]
+
+
+def test_refuses_to_overwrite_and_resume_needs_a_run(tmp_path):
+    out = tmp_path / "run"
+    train(TrainConfig(out=str(out), steps=1, **TINY), progress=False)
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(TrainConfig(out=str(out), steps=1, **TINY), progress=False)
+    with pytest.raises(FileNotFoundError, match="no run to resume"):
+        train(TrainConfig(out=str(tmp_path / "none"), steps=1, **TINY), resume=True, progress=False)
+
+
+def test_checkpoints_are_kept_and_pruned(tmp_path):
+    out = tmp_path / "run"
+    train(TrainConfig(out=str(out), steps=7, **{**TINY, "checkpoint_every": 2, "keep_last": 2}), progress=False)
+    names = [p.name for p in list_checkpoints(out / "checkpoints")]
+    assert names == ["step-0000006", "step-0000007"]
+    model = TrainedModel.load(out)
+    assert model.step == 7
+    x = model.sample(3, steps=3)
+    assert x.shape == (3, 1, 8, 8) and torch.isfinite(x).all()
+
+
+def test_kill_at_any_moment_leaves_a_readable_checkpoint(tmp_path):
+    """SIGKILL a real training process while it writes checkpoints every step; the newest complete one loads, and
+    the run resumes from it."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "diffusekit", "train", "--data", "digits", "--model", "tiny", "--out", str(out),
+           "--steps", "100000", "--checkpoint-every", "1", "--batch-size", "16", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and len(list_checkpoints(out / "checkpoints")) < 3:
+            time.sleep(0.05)
+        time.sleep(0.137)  # land somewhere inside the next write
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    last = latest_checkpoint(out / "checkpoints")
+    assert last is not None, "the run wrote checkpoints before it was killed"
+    for name in ("model", "ema", "state"):
+        load_file(str(last / f"{name}.safetensors"))
+    step = json.loads((last / "state.json").read_text())["step"]
+    train(TrainConfig(out=str(out), steps=step + 2, **TINY), resume=True, progress=False)
+    assert TrainedModel.load(out).step == step + 2
+
+
+def test_divergence_stops_with_a_clear_message(tmp_path):
+    out = tmp_path / "run"
+    cfg = TrainConfig(out=str(out), steps=2, **{**TINY, "checkpoint_every": 1})
+    train(cfg, progress=False)
+    bad = TrainConfig(out=str(out), steps=200, **{**TINY, "checkpoint_every": 1000})
+    run_json = json.loads((out / "run.json").read_text())
+    run_json["train"]["lr"] = 1e30  # a learning rate that blows the weights up
+    run_json["train"]["grad_clip"] = 0
+    run_json["train"]["checkpoint_every"] = 1000
+    (out / "run.json").write_text(json.dumps(run_json))
+    with pytest.raises(TrainingDiverged, match=r"loss became (nan|inf).*last good checkpoint is .*step-0000002"):
+        train(bad, resume=True, progress=False)
+    assert latest_checkpoint(out / "checkpoints").name == "step-0000002"
+    TrainedModel.load(out)  # still readable
+
+
+def test_batch_stream_visits_every_image_once_per_epoch():
+    s = BatchStream(10, 4, seed=3)
+    seen = torch.cat([s.next() for _ in range(5)])  # 20 = two epochs
+    assert sorted(seen[:10].tolist()) == list(range(10)) and sorted(seen[10:].tolist()) == list(range(10))
+    assert not torch.equal(seen[:10], seen[10:])
+    again = BatchStream(10, 4, seed=3, epoch=s.epoch, pos=s.pos)
+    assert torch.equal(again.next(), s.next())
+
+
+def test_ema_warmup_and_average():
+    net = torch.nn.Linear(2, 2)
+    ema = EMA(net, decay=0.99)
+    assert ema.current_decay() == pytest.approx(1 / 10)
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+    for _ in range(2000):
+        ema.update(net)
+    assert torch.allclose(ema.shadow.weight, torch.ones(2, 2), atol=1e-6)
+    assert ema.current_decay() == 0.99
+
+
+def test_bad_settings():
+    with pytest.raises(ValueError, match="schedule='quad' is not allowed"):
+        TrainConfig(schedule="quad")
+    with pytest.raises(ValueError, match="prediction='edm' goes with schedule='karras'"):
+        TrainConfig(prediction="edm")
+    with pytest.raises(ValueError, match="unknown training settings"):
+        TrainConfig.from_dict({"stepz": 3})
+
+
+def _torchrun(args, nproc, env_extra=None):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env_extra or {})}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port",
+           str(29500 + os.getpid() % 1000), "-m", "diffusekit", "train", *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_torchrun_two_processes_match_one(tmp_path):
+    """2 real processes (gloo on CPU) with global batch 16 == 1 process with batch 16: the replicas stay identical
+    (checked at every checkpoint), rank 0 alone writes, and weights and losses match the single-process run."""
+    common = ["--data", "digits", "--model", "tiny", "--batch-size", "16", "--steps", "4", "--precision", "fp32",
+              "--checkpoint-every", "2", "--no-progress", "--lr", "1e-3"]
+    ddp = _torchrun(common + ["--out", str(tmp_path / "ddp")], 2)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    single = subprocess.run([sys.executable, "-m", "diffusekit", "train", *common, "--out", str(tmp_path / "one")],
+                            capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stderr[-3000:]
+    a, b = weights(tmp_path / "ddp"), weights(tmp_path / "one")
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=2e-5, rtol=1e-4), k
+    la = [json.loads(line)["loss"] for line in open(tmp_path / "ddp" / "metrics.jsonl")]
+    lb = [json.loads(line)["loss"] for line in open(tmp_path / "one" / "metrics.jsonl")]
+    assert len(la) == len(lb) == 1 and la == pytest.approx(lb, rel=1e-4)
+    # resume under torchrun continues the same way
+    more = _torchrun(common[:-5] + ["--steps", "6", "--no-progress", "--out", str(tmp_path / "ddp"), "--resume"], 2)
+    assert more.returncode == 0, more.stderr[-3000:]
+    assert TrainedModel.load(tmp_path / "ddp").step == 6
