@@ -116,6 +116,7 @@ class Denoiser(nn.Module):
 
     def _run(self, x_in: torch.Tensor, c_noise: torch.Tensor, cond):
         out = self.net(x_in, c_noise) if cond is None else self.net(x_in, c_noise, cond)
+        out = out.to(x_in.dtype)  # a bf16 network (autocast) still gets fp32 sampler and loss arithmetic
         if out.shape != x_in.shape:
             raise ValueError(
                 f"the network returned shape {tuple(out.shape)} for input {tuple(x_in.shape)}; a denoising network "

@@ -11,11 +11,13 @@ Loading reads JSON and safetensors only: nothing is unpickled and no code comes 
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 
+from . import fast
 from .conditioning import Guided, LabelConditioned
 from .denoiser import Denoiser
 from .nets import UNet, UNetConfig
@@ -39,7 +41,7 @@ def build_schedule(train_config):
 
 def describe_data(ds) -> dict:
     return {"name": ds.name, "source": ds.source, "n": len(ds), "shape": list(ds.x.shape[1:]),
-            "num_classes": ds.num_classes, "class_names": ds.class_names}
+            "num_classes": ds.num_classes, "class_names": ds.class_names, "rate": getattr(ds, "rate", None)}
 
 
 def read_run_info(run_dir: str | Path) -> dict:
@@ -55,16 +57,21 @@ class TrainedModel:
     """A trained network with its denoiser, ready to sample. `TrainedModel.load(run_dir)` takes the EMA weights
     of the newest checkpoint."""
 
-    def __init__(self, info: dict, net: torch.nn.Module, step: int, device="cpu"):
+    def __init__(self, info: dict, net: torch.nn.Module, step: int, device="cpu", precision: str = "auto"):
+        if precision not in ("auto", "fp32"):
+            raise ValueError(f"precision must be 'auto' (bf16 network where the CPU has native bf16) or 'fp32', "
+                             f"got {precision!r}")
         self.info, self.net, self.step = info, net.eval().requires_grad_(False), step
         self.device = torch.device(device)
+        self.precision = precision
         self.schedule = schedule_from_dict(info["schedule"])
         self.denoiser = Denoiser(self.net, self.schedule, prediction=info["prediction"])
         self.shape = tuple(info["data"]["shape"])
         self.num_classes = info["data"]["num_classes"] if info["train"].get("cond") == "label" else None
 
     @classmethod
-    def load(cls, run_dir: str | Path, weights: str = "ema", checkpoint: str | Path | None = None, device="cpu"):
+    def load(cls, run_dir: str | Path, weights: str = "ema", checkpoint: str | Path | None = None, device="cpu",
+             precision: str = "auto"):
         from .train.checkpoint import latest_checkpoint  # here: train imports this module
 
         if weights not in ("ema", "model"):
@@ -79,7 +86,9 @@ class TrainedModel:
                         info["data"]["num_classes"] if train.get("cond") == "label" else None)
         net.load_state_dict(load_file(str(ckpt / f"{weights}.safetensors")))
         step = json.loads((ckpt / "state.json").read_text())["step"]
-        return cls(info, net.to(device), step, device)
+        if precision == "auto":
+            net = fast.prepare_model(net, device, len(info["data"]["shape"]) - 1)
+        return cls(info, net.to(device), step, device, precision)
 
     @torch.no_grad()
     def sample(self, num: int, sampler: str = "dpmpp-2m", steps: int = 20, seed: int = 0, batch: int = 64,
@@ -97,11 +106,13 @@ class TrainedModel:
         if label_tensor is not None and guidance != 1:
             den = Guided(self.denoiser, guidance, lambda c: torch.full_like(c, self.num_classes))
         out = []
+        amp = fast.autocast(self.device, len(self.shape) - 1) if self.precision == "auto" else nullcontext()
         for start in range(0, num, batch):
             b = min(batch, num - start)
             cond = None if label_tensor is None else label_tensor[start:start + b].to(self.device)
-            x = sample(den, (b, *self.shape), sampler=sampler, steps=steps, generator=g, cond=cond,
-                       callback=callback, device=self.device, **options)
+            with amp:  # the network in bf16 where that is fast; the sampler's arithmetic stays fp32
+                x = sample(den, (b, *self.shape), sampler=sampler, steps=steps, generator=g, cond=cond,
+                           callback=callback, device=self.device, **options)
             out.append(x.clamp(-1, 1).cpu())
             if progress is not None:
                 progress(b)

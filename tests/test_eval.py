@@ -250,12 +250,25 @@ def test_evaluate_inputs_and_errors(digits):
         evaluate(sub, "no-such-data")
     with pytest.raises(ValueError, match="resiz"):
         evaluate(torch.rand(50, 1, 28, 28) * 2 - 1, "digits")
+    with pytest.raises(ValueError, match="resiz"):
+        evaluate(torch.rand(50, 3, 8, 8) * 2 - 1, "digits", metrics=("memorisation",))
     with pytest.raises(ValueError, match="available"):
         evaluate(sub, "digits", metrics=("fid",))
     with pytest.raises(ValueError, match="disjoint real halves"):
         evaluate(sub, "digits", n=1000)
     with pytest.raises(ValueError, match=r"\[-1, 1\]"):
         evaluate(sub * 255, "digits")
+
+
+def test_evaluate_data_without_classifier(tmp_path):
+    # an array file: no classifier, so pixel memorisation only; classifier metrics are clear errors
+    rng = np.random.default_rng(0)
+    path = tmp_path / "blobs.npz"
+    np.savez(path, x=rng.integers(0, 256, size=(300, 1, 6, 6), dtype=np.uint8))
+    r = evaluate(torch.rand(50, 1, 6, 6) * 2 - 1, str(path), metrics=("memorisation",))
+    assert set(r["memorisation"]) == {"pixel"} and r["memorisation"]["pixel"]["n_train"] == 300
+    with pytest.raises(ValueError, match="inception=True"):
+        evaluate(torch.rand(50, 1, 6, 6) * 2 - 1, str(path), metrics=("fd",))
 
 
 # --- cache and Inception -----------------------------------------------------------------------------------------
@@ -306,10 +319,11 @@ def test_evaluate_inception_fid_and_cache(digits, tmp_path, monkeypatch):
 
     ext = InceptionFeatures(progress=False)
     x, _ = digits
-    real = evaluate(x[:100], "digits", metrics=(), inception=True, inception_features=ext)
+    real = evaluate(x[:60], "digits", metrics=(), inception=True, inception_features=ext)
     assert len(list((tmp_path / "eval").glob("*.npz"))) == 2  # real halves A and B
     t0 = time.time()
-    noise = evaluate(torch.rand(100, 1, 8, 8) * 2 - 1, "digits", metrics=(), inception=True, inception_features=ext)
+    noise = torch.rand(60, 3, 16, 16) * 2 - 1  # any size and channel count goes through Inception
+    noise = evaluate(noise, "digits", metrics=(), inception=True, inception_features=ext)
     assert time.time() - t0 < 0.7 * real["seconds"]  # the real halves came from the cache
     assert real["fd_inception"]["floor"] == noise["fd_inception"]["floor"]
     assert noise["fd_inception"]["value"] > 3 * real["fd_inception"]["value"]

@@ -245,3 +245,24 @@ def test_fast_path_agrees_with_fp32(preset, dims, spatial):
     for (name, p), q in zip(net.named_parameters(), fast_net.parameters()):
         assert q.grad.dtype == torch.float32
         assert _rel(q.grad, p.grad) < 0.1, name
+
+
+@needs_bf16
+@pytest.mark.parametrize("dims,spatial,stride", [(3, (2, 4, 4), 1), (3, (4, 4, 1), 2), (3, (3, 1, 2), 2),
+                                                 (2, (4, 1), 2), (1, (1,), 2)])
+def test_conv_bf16_tiny_dims(dims, spatial, stride):
+    """Guards the workaround in nets.layers (_SmallInputsInFp32): oneDNN's bf16 conv weight gradient is wrong, often
+    inf/NaN, for these shapes. To see whether a newer torch fixed it, run this test with the workaround disabled."""
+    from diffusekit.nets.layers import conv_nd
+
+    torch.manual_seed(0)
+    conv = conv_nd(dims, 16, 32, 3, stride=stride)
+    x = torch.randn(2, 16, *spatial, requires_grad=True)
+    y = conv(x)
+    gy = torch.randn_like(y)
+    (gw,) = torch.autograd.grad(y, conv.weight, gy)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y2 = conv(x)
+    (gw2,) = torch.autograd.grad(y2, conv.weight, gy.bfloat16())
+    assert y2.dtype == torch.bfloat16
+    assert _rel(gw2, gw) < 0.02

@@ -21,6 +21,7 @@ from .arrays import load_array
 from .builtin import BUILTIN_NAMES, BUILTINS, REGISTRY
 from .dataset import DataError, InMemoryDataset, convert_channels, resize_square, to_uint8
 from .folder import IMAGE_EXTENSIONS, load_folder
+from .signals import WAV_EXTENSIONS, is_wav_folder, load_signals
 
 DEFAULT_DATA = "digits"  # embedded, 1,797 real images, loads in about a second
 
@@ -40,16 +41,22 @@ def load_data(spec: str | os.PathLike = DEFAULT_DATA, image_size: int | None = N
         ds = REGISTRY[text][1]()
     else:
         path = Path(text).expanduser()
-        if path.is_dir():
+        if path.is_dir() and is_wav_folder(path):  # .wav files and no images: one signal per file
+            ds = load_signals(path)
+        elif path.is_dir():
             return load_folder(path, image_size, channels)  # sizes and channels are handled while reading
-        if not path.exists():
+        elif not path.exists():
             raise DataError(f"{text!r} is neither a built-in data set ({_names()}) nor an existing file or folder")
-        if path.suffix.lower() not in (".npy", ".npz"):
+        elif path.suffix.lower() in WAV_EXTENSIONS:
+            ds = load_signals(path)  # one WAV cut into windows of 2048 samples
+        elif path.suffix.lower() not in (".npy", ".npz"):
             raise DataError(
                 f"{path}: unsupported file type {path.suffix or '(none)'!r}; give a folder of images "
-                f"({', '.join(IMAGE_EXTENSIONS)}), a .npy/.npz array, or a built-in name ({_names()})"
+                f"({', '.join(IMAGE_EXTENSIONS)}) or of .wav files, a .wav, a .npy/.npz array, or a built-in name "
+                f"({_names()})"
             )
-        ds = load_array(path)
+        else:
+            ds = load_array(path)
     x, size_note = resize_square(ds.x, image_size, ds.name)
     x, channel_note = convert_channels(x, channels, ds.name)
     ds.x = x

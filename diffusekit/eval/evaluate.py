@@ -86,7 +86,8 @@ def evaluate(
             )
     if "classes" in metrics and labels is None:
         raise ValueError(f"'classes' needs a labelled data set; {data!r} has no labels")
-    if (has_clf or "memorisation" in metrics) and x_s.shape[1:] != x_r.shape[1:]:
+    exact_size = "memorisation" in metrics or (has_clf and any(m in metrics for m in ("fd", "pr", "classes")))
+    if exact_size and x_s.shape[1:] != x_r.shape[1:]:
         raise ValueError(
             f"samples are {tuple(x_s.shape[1:])} but {data!r} images are {tuple(x_r.shape[1:])}: classifier and pixel "
             "metrics need the data's exact size (resizing would change what is measured). Resize explicitly with "
@@ -116,7 +117,7 @@ def evaluate(
         "image_shape": list(x_s.shape[1:]),
     }
     clf = None
-    if has_clf and any(m in metrics for m in METRICS):
+    if has_clf and any(m in metrics for m in METRICS):  # memorisation uses the features too
         clf = load_classifier(data)
         res["classifier"] = {
             "name": clf.name,

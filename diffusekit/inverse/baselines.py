@@ -73,20 +73,27 @@ def operator_norm(operator: Operator, x_shape, iters: int = 30, seed: int = 0, d
 
 
 def tv_reconstruct(operator: Operator, y: torch.Tensor, lam: float, iters: int = 300,
-                   box: tuple[float, float] | None = (-1.0, 1.0), x_init: torch.Tensor | None = None) -> torch.Tensor:
+                   box: tuple[float, float] | None = (-1.0, 1.0), x_init: torch.Tensor | None = None,
+                   ratio: float | None = None) -> torch.Tensor:
     """TV-regularised least squares, min_x 1/2 ||A x - y||^2 + lam sum |grad x|  (isotropic TV) with x in `box`.
 
     Chambolle & Pock 2011, Algorithm 1 (theta = 1) with K = [A; grad], F(Kx) = 1/2 ||Ax - y||^2 + lam ||grad x||_1,
-    G = the indicator of the box. Step sizes tau = sigma = 0.99 / ||K||, ||K||^2 <= ||A||^2 + 4 d (d spatial
-    dimensions); A's norm is found by power iteration. Works for any linear operator (complex y too: the dual
-    variable is complex and A^T is the real part of A^H)."""
+    G = the indicator of the box. Step sizes tau = 0.99 ratio / ||K||, sigma = 0.99 / (ratio ||K||), so
+    tau sigma ||K||^2 < 1 (their Theorem 1), with ||K||^2 <= ||A||^2 + 4 d (d spatial dimensions) and A's norm from
+    power iteration. The ratio balances the primal (pixels, O(1)) and dual (TV's dual is bounded by lam) scales;
+    the default 0.1 / lam, clipped to [1, 100], came out within a factor 3 of the best ratio for lam in
+    1e-3..1e-1 on MRI, super-resolution and inpainting of phantoms (300 iterations: relative objective gap 1e-3
+    where a ratio of 1 leaves 1e-1 and worse). Works for any linear operator (complex y too: the dual variable is
+    complex and A^T is the real part of A^H)."""
     if not operator.linear:
         raise ValueError(f"tv_reconstruct needs a linear operator; {operator.name} is not linear")
     x_shape = operator.check_y(y)
     dtype = y.real.dtype if y.is_complex() else y.dtype
     d = len(x_shape) - 2
     L = math.sqrt(operator_norm(operator, x_shape) ** 2 + 4 * d)
-    tau = sigma = 0.99 / L
+    if ratio is None:
+        ratio = min(max(0.1 / lam, 1.0), 100.0)
+    tau, sigma = 0.99 * ratio / L, 0.99 / (ratio * L)
     A, At = operator.forward, lambda p: real_part(operator.adjoint(p))
     if x_init is None:
         x = operator.pinv(y) if operator.has_pinv else At(y)

@@ -52,6 +52,9 @@ class TrainConfig:
     sample_sampler: str = "dpmpp-2m"
     sample_steps: int = 20
     num_grid: int = 64  # images in each sample grid
+    eval_every: int = 0  # steps between quality checks (Frechet distance in classifier features; 0: never)
+    eval_minutes: float = 0.0  # ... or every this many minutes of training time (0: never)
+    eval_samples: int = 500  # samples per quality check (FDs compare only at equal n)
 
     precision: str = "auto"  # auto: bf16 autocast where the CPU has native bf16 (or CUDA), else fp32
     device: str = "auto"  # auto: cuda if available, else cpu
@@ -71,7 +74,8 @@ class TrainConfig:
         if (self.prediction == "edm") != (self.schedule == "karras"):
             raise ValueError("prediction='edm' goes with schedule='karras' (and only it); DDPM-family schedules "
                              "take eps, x0 or v")
-        for name in ("batch_size", "log_every", "checkpoint_every", "keep_last", "sample_steps", "num_grid"):
+        for name in ("batch_size", "log_every", "checkpoint_every", "keep_last", "sample_steps", "num_grid",
+                     "eval_samples"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {v!r}")

@@ -28,7 +28,7 @@ from ..denoiser import Denoiser
 from ..nets import param_count, unet_config
 from ..process import sample_training_sigmas
 from ..runs import LOG_SIGMA_EMB_SCALE, RUN_FILE, TrainedModel, build_net, build_schedule, describe_data
-from ..viz import save_grid
+from ..viz_signals import save_samples
 from . import distributed
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, write_json_atomic
 from .config import TrainConfig
@@ -100,6 +100,12 @@ def _train(config: TrainConfig, resume: bool, progress: bool, dist: distributed.
         saved = TrainConfig.from_dict(json.loads((out / RUN_FILE).read_text())["train"])
         config = TrainConfig.from_dict({**saved.to_dict(), "steps": config.steps, "minutes": config.minutes,
                                         "out": config.out})
+    if config.eval_every or config.eval_minutes:
+        from ..eval import CLASSIFIERS
+
+        if config.data not in CLASSIFIERS:
+            raise ValueError(f"eval_every needs a data set with a feature classifier ({', '.join(CLASSIFIERS)}); "
+                             f"{config.data!r} has none")
     device = dist.device
     ds = load_data(config.data, image_size=config.image_size)
     if config.cond == "label" and ds.labels is None:
@@ -180,6 +186,24 @@ def _train(config: TrainConfig, resume: bool, progress: bool, dist: distributed.
               f"{dist.world_size} process(es)", file=sys.stderr)
     net.train()
     window_t, window_imgs, last_loss = time.perf_counter(), 0, float("nan")
+    next_eval_s, evaluated_at = config.eval_minutes * 60, -1
+
+    def quality_due():
+        if config.eval_every and step % config.eval_every == 0:
+            return True
+        return bool(config.eval_minutes) and elapsed >= next_eval_s
+
+    def quality_check():
+        nonlocal next_eval_s, evaluated_at
+        result = _quality(info, ema.shadow, config, device, step)
+        log.write(json.dumps({"step": step, "elapsed_s": elapsed, "eval": result}) + "\n")
+        log.flush()
+        if bar:
+            bar.write(f"step {step}: FD {result['fd']:.3f} (real-vs-real floor {result['fd_floor']:.3f}, "
+                      f"n={result['n']})")
+        while config.eval_minutes and next_eval_s <= elapsed:
+            next_eval_s += config.eval_minutes * 60
+        evaluated_at = step
     try:
         while not done():
             t0 = time.perf_counter()
@@ -228,7 +252,12 @@ def _train(config: TrainConfig, resume: bool, progress: bool, dist: distributed.
                 checkpoint()
             if config.sample_every and step % config.sample_every == 0 and not done() and dist.is_main:
                 _write_grid(out, step, info, ema.shadow, config, device)
+            if dist.is_main and quality_due():
+                quality_check()
+                window_t = time.perf_counter()  # the check's time is neither training time nor throughput
         final = checkpoint()
+        if dist.is_main and (config.eval_every or config.eval_minutes) and evaluated_at != step:
+            quality_check()
         if dist.is_main:
             grid = _write_grid(out, step, info, ema.shadow, config, device)
             print(f"diffusekit: {step} steps, {images_seen} images, {elapsed / 60:.1f} min, last loss "
@@ -263,12 +292,26 @@ def _progress_bar(config, step, elapsed, enabled):
                 dynamic_ncols=True, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt}s [ETA {remaining}{postfix}]")
 
 
+def _quality(info: dict, ema_net, config: TrainConfig, device, step: int) -> dict:
+    """Frechet distance of `eval_samples` EMA samples in the data's classifier features, with its real-vs-real floor
+    at the same n. Time spent here is not training time (the budget clock does not run)."""
+    from ..eval import evaluate
+
+    model = TrainedModel(info, ema_net, step, device)
+    was_training = ema_net.training
+    images = model.sample(config.eval_samples, sampler=config.sample_sampler, steps=config.sample_steps, seed=1)
+    ema_net.train(was_training)
+    res = evaluate(images, config.data, metrics=("fd",), n=config.eval_samples, progress=False)
+    return {"fd": res["fd"]["value"], "fd_floor": res["fd"]["floor"], "n": res["fd"]["n"],
+            "sampler": config.sample_sampler, "steps": config.sample_steps}
+
+
 def _write_grid(out: Path, step: int, info: dict, ema_net, config: TrainConfig, device) -> Path:
     model = TrainedModel(info, ema_net, step, device)
     was_training = ema_net.training
     images = model.sample(config.num_grid, sampler=config.sample_sampler, steps=config.sample_steps, seed=0)
     ema_net.train(was_training)
     path = out / "samples" / f"step-{step:07d}.png"
-    save_grid(images, path)
+    save_samples(images, path, rate=info["data"].get("rate"))
     shutil.copyfile(path, out / "samples" / "latest.png")
     return path
