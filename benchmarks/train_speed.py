@@ -8,6 +8,9 @@ torch.utils.flop_counter.FlopCounterMode) per step time.
     python benchmarks/train_speed.py                      # 32x32x1, batch 64, both nets, fp32 / bf16 / bf16+CL
     python benchmarks/train_speed.py --profile ours:bf16-cl   # torch.profiler table for one configuration
 
+"CPU ms" is the process CPU time per step (all threads): with --threads 1 it is the work itself and hardly moves
+with load from other processes, so the ratio of CPU ms is the contention-robust comparison on a shared machine.
+
 Run it under the allocator settings the CLI uses (see diffusekit.fast.allocator_env); `--reexec` does that.
 """
 
@@ -61,7 +64,7 @@ class Run:
         B = args.batch
         self.x0 = torch.randn(B, args.channels, args.size, args.size)
         self.alpha_bar = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000), 0)
-        self.B, self.times = B, []
+        self.B, self.times, self.cpu_times = B, [], []
 
     def step(self):
         t = torch.randint(0, 1000, (self.B,))
@@ -76,9 +79,10 @@ class Run:
         self.opt.step()
 
     def timed_step(self):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         self.step()
         self.times.append(time.perf_counter() - t0)
+        self.cpu_times.append(time.process_time() - c0)
 
     def flops(self):
         x = self.x0[:1].repeat(self.B, 1, 1, 1)
@@ -141,14 +145,14 @@ def main():
             r.timed_step()
 
     print(f"\n{'model':10s} {'mode':8s} {'params':>10s} {'GFLOP/img':>10s} {'step ms':>9s} {'img/s':>8s} "
-          f"{'GFLOP/s':>8s}  (median of {args.repeats}; min..max img/s)")
+          f"{'GFLOP/s':>8s} {'CPU ms':>8s}  (medians of {args.repeats}; min..max img/s)")
     best = {}
     for r in runs:
         t = statistics.median(r.times)
         ips = r.B / t
         best[r.name] = max(best.get(r.name, 0), ips)
         print(f"{r.name:10s} {r.mode:8s} {param_count(r.model):10,d} {flops[r.name] / r.B / 1e9:10.3f} "
-              f"{t * 1e3:9.1f} {ips:8.1f} {flops[r.name] / t / 1e9:8.1f}  "
+              f"{t * 1e3:9.1f} {ips:8.1f} {flops[r.name] / t / 1e9:8.1f} {statistics.median(r.cpu_times) * 1e3:8.1f}  "
               f"({r.B / max(r.times):.0f}..{r.B / min(r.times):.0f})")
     if "ours" in best and "diffusers" in best:
         print(f"\nbest ours / best diffusers: {best['ours'] / best['diffusers']:.2f}x")

@@ -12,6 +12,7 @@ from .process import q_sample
 from .runs import TrainedModel
 from .schedules import DiscreteSchedule
 from .viz import save_gif, save_strip
+from .viz_signals import save_clip_gif, save_clip_strip, save_waveforms
 
 FORWARD_T = (0, 50, 100, 200, 300, 500, 700, 999)  # timesteps shown in the forward strip (DDPM's 1000)
 
@@ -23,10 +24,11 @@ def show(model: TrainedModel, out_dir: str | Path, sampler: str = "dpmpp-2m", st
     forward.png: `num` real images (rows) at the noise levels of FORWARD_T, x_t = sqrt(ab) x0 + sqrt(1 - ab) eps.
     reverse.png: two rows per step column: x_t (the sample being denoised, in the VP scale so it stays in range)
                  and x0_hat (what the network thinks the clean image is at that step), for one sample.
-    reverse.gif: the same for `num` samples, one frame per step, x_t above and x0_hat below."""
-    if len(model.shape) != 3:
-        raise ValueError(f"show draws 2-D images; this model's data has shape {model.shape} (signals and video "
-                         f"are not drawn yet)")
+    reverse.gif: the same for `num` samples, one frame per step, x_t above and x0_hat below.
+
+    Signals (C, L) are drawn as waveforms: forward.png one panel per noise level, reverse.png x_t and x0_hat
+    panels per step. Video (C, T, H, W): forward.png one row of frames per noise level, reverse.png x0_hat's
+    frames per step, reverse.gif the final clips playing."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     g = torch.Generator().manual_seed(seed)
@@ -36,6 +38,8 @@ def show(model: TrainedModel, out_dir: str | Path, sampler: str = "dpmpp-2m", st
     sched = model.schedule if isinstance(model.schedule, DiscreteSchedule) else DiscreteSchedule()
     eps = torch.randn(x0.shape, generator=g)
     cols = [q_sample(sched, x0, torch.full((len(x0),), t), eps) for t in FORWARD_T]
+    if len(model.shape) != 3:
+        return _show_other(model, out, cols, sampler, steps, seed, num)
     paths = {"forward": save_strip(cols, out / "forward.png", labels=[f"t={t}" for t in FORWARD_T])}
 
     frames = []
@@ -51,3 +55,22 @@ def show(model: TrainedModel, out_dir: str | Path, sampler: str = "dpmpp-2m", st
     paths["reverse"] = save_strip(pick, out / "reverse.png", labels=labels, row_labels=["x_t", "x0_hat"])
     paths["gif"] = save_gif(torch.stack(frames), out / "reverse.gif", nrow=num, duration_ms=150)
     return paths
+
+
+def _show_other(model, out: Path, cols, sampler, steps, seed, num) -> dict[str, Path]:
+    """The same story for signals (C, L) and video (C, T, H, W)."""
+    steps_x, steps_x0 = [], []
+
+    def record(info):
+        steps_x.append(info["x"][:1] * (1 + info["sigma"] ** 2) ** -0.5)
+        steps_x0.append(info["x0_hat"][:1].clamp(-1, 1))
+
+    final = model.sample(num, sampler=sampler, steps=steps, seed=seed, batch=num, callback=record)
+    if len(model.shape) == 2:  # signals: one waveform panel per noise level / step
+        return {"forward": save_waveforms(torch.cat([c[:1] for c in cols]), out / "forward.png", ncol=1),
+                "reverse": save_waveforms(torch.cat([v for pair in zip(steps_x, steps_x0) for v in pair]),
+                                          out / "reverse.png", ncol=2),
+                "final": save_waveforms(final, out / "samples.png")}
+    return {"forward": save_clip_strip(torch.cat([c[:1] for c in cols]), out / "forward.png"),
+            "reverse": save_clip_strip(torch.cat(steps_x0 + [final[:1]]), out / "reverse.png"),
+            "gif": save_clip_gif(final, out / "reverse.gif")}

@@ -75,3 +75,18 @@ def test_help_teaches():
     assert "examples:" in r.stdout and "torchrun" in r.stdout
     r = dk("train", "--help")
     assert "mnist5k" in r.stdout and "--resume" in r.stdout
+
+
+@pytest.mark.parametrize("shape", [(1, 32), (1, 4, 8, 8)], ids=["signals", "video"])
+def test_one_engine_for_signals_and_video(tmp_path, shape):
+    """The same train -> sample -> show commands on (N, C, L) signals and (N, C, T, H, W) clips."""
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "x.npy", np.tanh(rng.standard_normal((24, *shape))).astype(np.float32))
+    run = tmp_path / "run"
+    dk("train", "--data", tmp_path / "x.npy", "--model", "tiny", "--steps", "2", "--batch-size", "8", "--out", run,
+       "--no-progress")
+    dk("sample", run, "--num", "3", "--steps", "3", "--out", tmp_path / "s.npz", "--grid", tmp_path / "s.png")
+    images = np.load(tmp_path / "s.npz")["images"]
+    assert images.dtype == np.uint8 and images.shape == (3, *shape[1:], 1)
+    paths = dk("show", run, "--steps", "3", "--num", "2").stdout.split()
+    assert paths and all(Image.open(p).size[0] > 0 for p in paths)

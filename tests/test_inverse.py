@@ -209,7 +209,7 @@ def test_fourier_noise_is_the_spectrum_of_real_noise():
     x = torch.zeros(4000, 1, 8, 8, dtype=F64)
     n = op.measure(x, torch.Generator().manual_seed(0))
     assert abs(float(n.abs().pow(2).mean()) - 0.25) < 0.01, "E|n|^2 = sigma_y^2"
-    assert torch.allclose(torch.fft.ifft2(n, norm="ortho").imag, torch.zeros(()), atol=1e-12), "Hermitian"
+    assert torch.allclose(torch.fft.ifft2(n, norm="ortho").imag, torch.zeros((), dtype=F64), atol=1e-12), "Hermitian"
 
 
 @pytest.mark.parametrize("kind", inv.operators.FOURIER_MASKS)
@@ -283,8 +283,13 @@ def test_make_operator_and_errors():
 # ---- solvers on the exact Gaussian posterior ---------------------------------------------------------------------
 
 
+def smooth_oracle(d=6):
+    """Strongly correlated coordinates: what is observed says much about what is not."""
+    return GaussianOracle(torch.linspace(-0.5, 0.5, d, dtype=F64), smooth_cov(d))
+
+
 def mask_problem(sigma_y, n, seed=0, oracle=None):
-    oracle = oracle or correlated_oracle(6, seed)
+    oracle = oracle or smooth_oracle()
     m = torch.tensor([1, 0, 1, 0, 0, 1], dtype=torch.bool)
     op = inv.Mask(m[:, None], sigma_y=sigma_y)
     g = torch.Generator().manual_seed(seed + 10)
@@ -337,10 +342,11 @@ def test_ddnm_is_exactly_consistent(problem, eta):
     assert torch.allclose(op.forward(x), y, atol=1e-10, rtol=0)
 
 
-# Measured (N = 4000, tests/test_inverse.py's problems; the tolerances below leave room for N = 2000 sampling error
-# and the 500-step ladder): DDNM noiseless, 1000 steps: mean error 0.025 posterior stds, covariance error 2-3%;
-# DDNM noisy (anchor): 0.01, 3-4%; RePaint 250 steps, jump 10 x 10: 0.02, 3% (noiseless), 0.03, 8% (noisy);
-# RePaint without resampling: 0.2, 56% (biased); DPS: 0.12-0.16, 28-42% (biased).
+# Measured on these problems (N = 2000; errors as `posterior_errors`: mean in posterior stds, covariance relative):
+#   ddnm, 500 steps           0.02-0.06, 2-6%   (noiseless and noisy, mask and matrix)
+#   repaint, 100 x jump 10 x 10 resamplings   0.02-0.14, 7-10%
+#   repaint without resampling, 200 steps     0.25-0.31, up to 64%
+#   dps (zeta = 0.1), 200 steps               0.11-0.26, 7-26%
 POSTERIOR_CASES = [
     ("ddnm", "mask", 0.0, 500, {}),
     ("ddnm", "mask", 0.2, 500, {}),
@@ -358,17 +364,16 @@ def test_posterior_mean_and_covariance(method, problem, sigma_y, steps, options)
     oracle, op, y, mean, cov = (mask_problem(sigma_y, n)[:5] if problem == "mask" else matrix_problem(sigma_y, n))
     x = solve(method, oracle, op, y, steps, **options)
     m_err, c_err = posterior_errors(x, mean, cov)
-    assert m_err < 0.1, m_err
-    assert c_err < 0.12, c_err
+    tol = 0.1 if method == "ddnm" else 0.12
+    assert m_err < tol and c_err < tol, (m_err, c_err)
 
 
 def test_repaint_needs_resampling_and_dps_is_biased():
     """What the docstrings say: RePaint without resampling and DPS miss the posterior's covariance by far more."""
-    n = 2000
-    oracle, op, y, mean, cov, m = mask_problem(0.0, n)
+    oracle, op, y, mean, cov, m = mask_problem(0.0, 2000)
     _, c_plain = posterior_errors(solve("repaint", oracle, op, y, 200, resample=1), mean, cov)
     _, c_dps = posterior_errors(solve("dps", oracle, op, y, 200, zeta=0.1), mean, cov)
-    assert c_plain > 0.3 and c_dps > 0.15, (c_plain, c_dps)
+    assert c_plain > 0.4 and c_dps > 0.2, (c_plain, c_dps)
 
 
 def test_dps_moves_towards_the_data():
@@ -383,10 +388,12 @@ def test_dps_moves_towards_the_data():
 
 
 def test_ddnm_plus_is_a_point_estimate_along_the_row_space():
+    """The paper's DDNM+ leaves (almost) no spread where y measured; the default 'anchor' mode has the posterior's."""
     oracle, op, y, mean, cov, m = mask_problem(0.3, 1000)
-    x = solve("ddnm", oracle, op, y, 200, noisy="ddnm+")
-    assert (x[:, m].var(0) < 0.1 * cov.diagonal()[m]).all()
-    assert float(((x.mean(0) - mean).abs() / cov.diagonal().sqrt()).max()) < 0.3
+    plus = solve("ddnm", oracle, op, y, 200, noisy="ddnm+")
+    anchor = solve("ddnm", oracle, op, y, 200)
+    assert (plus[:, m].var(0) < 0.1 * cov.diagonal()[m]).all()
+    assert ((anchor[:, m].var(0) / cov.diagonal()[m] - 1).abs() < 0.2).all()
 
 
 @pytest.mark.parametrize("sampler", list(dk.SAMPLERS))
@@ -585,7 +592,8 @@ def test_psnr():
     ref = x.clone()
     ref[0] += 0.1
     v = inv.psnr(x, ref)
-    assert abs(float(v[0]) - 10 * math.log10(4 / 0.01)) < 1e-9 and math.isinf(float(v[1]))
+    mse = float(torch.tensor(0.1)) ** 2  # the float32 0.1, squared in float64 as psnr does
+    assert abs(float(v[0]) - 10 * math.log10(4 / mse)) < 1e-9 and math.isinf(float(v[1]))
 
 
 def test_ssim_identity_and_errors():

@@ -122,10 +122,10 @@ def tv_reconstruct(operator: Operator, y: torch.Tensor, lam: float, iters: int =
 def tune_tv_lambda(operator: Operator, x_train: torch.Tensor, lambdas=None, iters: int = 300,
                    generator: torch.Generator | None = None, refine: bool = True) -> tuple[float, dict]:
     """The lam of `tv_reconstruct` that maximizes mean PSNR on training images measured with `operator`
-    (including its noise), never on the image to be reconstructed. A log grid (default 1e-4 .. 1, 9 points),
+    (including its noise), never on the image to be reconstructed. A log grid (default 1e-5 .. 1, 11 points),
     then, with refine, a finer log grid (quarter-decade) around the best. Returns (lam, {lam: mean PSNR})."""
     y = operator.measure(x_train, generator)
-    grid = list(np.logspace(-4, 0, 9)) if lambdas is None else [float(v) for v in lambdas]
+    grid = list(np.logspace(-5, 0, 11)) if lambdas is None else [float(v) for v in lambdas]
     scores: dict[float, float] = {}
 
     def score(lam):

@@ -62,14 +62,15 @@ def jump_schedule(n: int, jump_length: int = 10, resample: int = 10, last: int |
     """The ladder indices RePaint visits (Lugmayr et al. 2022, sec. 4.2; the official `get_schedule_jump`).
 
     Index i is the state at sigmas[i]; 0 is the start, n (= len(sigmas) - 1) the clean sample. A step i -> i + 1
-    is a denoising step, i + 1 -> i re-noises one level. After reaching each state whose distance from the end
-    (n - 1 - i) is a multiple of jump_length, the walk goes back up jump_length levels, resample - 1 times.
-    resample = 1 is the plain ladder 0, 1, ..., n. `last`: no jumps start from states past this index (the
-    solvers stop jumping below sigma_r, see `sample_repaint`)."""
+    is a denoising step, i + 1 -> i re-noises one level. After reaching each state whose distance from `last`
+    (default n - 1, the last noisy state, as the paper) is a multiple of jump_length, the walk goes back up
+    jump_length levels, resample - 1 times. resample = 1 is the plain ladder 0, 1, ..., n. No jumps start past
+    `last`: the solvers stop jumping below sigma_r (see `_jump_path`) and resample right at it."""
     if jump_length < 1 or resample < 1:
         raise ValueError(f"jump_length and resample must be >= 1, got {jump_length}, {resample}")
     last = n - 1 if last is None else last
-    remaining = {n - 1 - t: resample - 1 for t in range(0, n - jump_length, jump_length) if n - 1 - t <= last}
+    # jumps start from `last`, last - jump_length, ... (states i >= jump_length, so a jump stays on the ladder)
+    remaining = {i: resample - 1 for i in range(last, jump_length - 1, -jump_length)}
     path, i = [0], 0
     while i < n:
         i += 1
@@ -87,7 +88,7 @@ def _jump_path(s: list[float], sig_r: float, jump_length: int, resample: int) ->
     the state there is conditioned on y through the level sigma_r above it, and plain forward noise would ignore
     that anchor (the right move would be a Brownian bridge to y), so repeated jumps there drift away from p(x | y);
     the plain reverse chain is already exact given the state at sigma_r."""
-    last = max(i for i, v in enumerate(s[:-1]) if v >= sig_r)
+    last = max((i for i, v in enumerate(s[:-1]) if v >= sig_r), default=-1)  # -1: y noisier than sigmas[0]
     return jump_schedule(len(s) - 1, jump_length, resample, last)
 
 

@@ -67,7 +67,7 @@ def _lr_at(config: TrainConfig, step: int) -> float:
     return config.lr * min(1.0, (step + 1) / max(1, config.warmup_steps))
 
 
-def _prepare_out(config: TrainConfig, resume: bool, is_main: bool) -> Path:
+def _prepare_out(config: TrainConfig, resume: bool, dist: distributed.Dist) -> Path:
     out = Path(config.out)
     if resume:
         if not (out / RUN_FILE).exists():
@@ -75,7 +75,8 @@ def _prepare_out(config: TrainConfig, resume: bool, is_main: bool) -> Path:
     elif out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} already holds files; pass --resume to continue that run, or choose another "
                               f"--out (nothing was changed)")
-    if is_main:
+    dist.barrier()  # every process has looked before rank 0 writes
+    if dist.is_main:
         (out / "checkpoints").mkdir(parents=True, exist_ok=True)
         (out / "samples").mkdir(exist_ok=True)
     return out
@@ -95,7 +96,7 @@ def _train(config: TrainConfig, resume: bool, progress: bool, dist: distributed.
         raise ValueError("give a budget: steps or minutes")
     if config.batch_size % dist.world_size:
         raise ValueError(f"batch_size={config.batch_size} must divide evenly over {dist.world_size} processes")
-    out = _prepare_out(config, resume, dist.is_main)
+    out = _prepare_out(config, resume, dist)
     if resume:  # the run's own settings decide everything but the budget
         saved = TrainConfig.from_dict(json.loads((out / RUN_FILE).read_text())["train"])
         config = TrainConfig.from_dict({**saved.to_dict(), "steps": config.steps, "minutes": config.minutes,
