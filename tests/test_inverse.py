@@ -403,6 +403,12 @@ def test_consistent_denoiser_makes_every_sampler_consistent(sampler):
     x = inv.reconstruct_with_sampler(oracle, op, y, sampler, sigmas=ladder(12), generator=g,
                                      x=oracle.sample_marginal(16, 100.0, g))
     assert torch.allclose(op.forward(x), y, atol=1e-10, rtol=0)
+    noisy = inv.Mask(op.mask, sigma_y=0.2)  # noisy y: a partial pull towards y
+    x0 = oracle.sample_marginal(16, 100.0, g)
+    x = inv.reconstruct_with_sampler(oracle, noisy, y, sampler, sigmas=ladder(12), generator=g, x=x0)
+    free = dk.get_sampler(sampler)(oracle, x0, ladder(12), generator=g)
+    resid = lambda v: float((v[:, m, 0] - y[:, m, 0]).abs().mean())  # noqa: E731
+    assert torch.isfinite(x).all() and resid(x) < 0.5 * resid(free)
 
 
 def test_jump_schedule_matches_repaint():
@@ -451,6 +457,10 @@ def test_reconstruct_errors():
             inv.reconstruct(oracle, blur, blur(img), method, sigmas=sig)
     with pytest.raises(TypeError, match="Operator"):
         inv.reconstruct(oracle, lambda x: x, y, "dps", sigmas=sig)
+    with pytest.raises(ValueError, match=r"eta must be in \[0, 1\]"):
+        inv.reconstruct(oracle, op, y, "ddnm", sigmas=sig, eta=1.5)
+    with pytest.raises(ValueError, match="allowed: anchor, ddnm\\+"):
+        inv.reconstruct(oracle, op, y, "ddnm", sigmas=sig, noisy="clip")
     with pytest.raises(ValueError, match="starting noise"):
         inv.reconstruct(oracle, op, y, "ddnm", sigmas=sig, x=torch.zeros(4, 5, 1, dtype=F64))
 

@@ -97,6 +97,12 @@ def load_grf() -> InMemoryDataset:
     return make()
 
 
+def load_phantoms() -> InMemoryDataset:
+    from .phantoms import load_phantoms as make  # procedural; imported on use
+
+    return make()
+
+
 # name -> (one-line description for --help, loader). Add new built-ins here.
 REGISTRY: dict[str, tuple[str, Callable[[], InMemoryDataset]]] = {
     "digits": ("1,797 8x8 grayscale digits, 10 classes (scikit-learn load_digits; the default)", load_digits),
@@ -109,6 +115,7 @@ REGISTRY: dict[str, tuple[str, Callable[[], InMemoryDataset]]] = {
                 load_mnist1d),
     "moving-digits": ("2,000 video clips of 8 frames, 32x32: 1-2 MNIST digits bouncing off the walls "
                       "(made from mnist5k)", load_moving_digits),
+    "phantoms": ("2,000 64x64 random-ellipse phantoms, Shepp-Logan family (procedural, seed 0)", load_phantoms),
     "grf": ("5,000 32x32 Gaussian random fields, power spectrum k^-3, pixel std 0.25 (procedural)", load_grf),
 }
 BUILTINS: dict[str, str] = {name: desc for name, (desc, _) in REGISTRY.items()}

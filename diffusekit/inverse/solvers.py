@@ -12,8 +12,9 @@ where eta = 1 is DDPM's posterior q(x_next | x, x0_hat) (Ho et al. 2020, eq. 7; 
 same posterior) and eta = 0 the deterministic DDIM. The solvers differ in how y enters:
 
     ddnm     x0_hat' = x0_hat + A^+ (y - A x0_hat): the null-space projection of Wang et al. 2023 (eq. 13,
-             Algorithm 1); for noisy y the DDNM+ scaling (sec. 3.3, eq. 17-19): only as much of the correction as
-             the step's noise budget hides, and less fresh noise along the row space.
+             Algorithm 1), with the step's eps_hat from the unprojected x0_hat. Noisy y: by default y is used
+             as the row space's state at the noise level sigma_r it carries (see `sample_ddnm`); the paper's
+             DDNM+ scaling (sec. 3.3, eq. 17-19) is the option noisy='ddnm+'.
     repaint  an unconditional step, then the row-space part of x_next replaced by y noised to sigma_next
              (Lugmayr et al. 2022, eq. 8-9, Algorithm 1), with resampling: jumps back up the ladder by
              `jump_length` steps, `resample` times, so the two parts harmonize. For noisy y the known part is
@@ -22,12 +23,21 @@ same posterior) and eta = 0 the deterministic DDIM. The solvers differ in how y 
     dps      x_next -= zeta grad_x ||y - A(D(x, sigma))||, the gradient through the denoiser (Chung et al. 2023,
              Algorithm 1): works for noisy and non-linear A.
 
-Exactness on Gaussian data (tests/test_inverse.py checks it against the closed-form posterior): RePaint with
-resampling targets the exact posterior (it is a Gibbs-like sampler of p(x_null | x_row) at every level, exact in
-the limit of many resamplings and small steps); DDNM is exact when the row-space and null-space parts are
-independent under the prior (e.g. a diagonal covariance with a mask) and otherwise only projects: its samples
-satisfy A x = y exactly for noiseless y but lean towards the prior in the null space; DPS is an approximation
-(its step size zeta is a tuning knob) and guarantees neither.
+Exactness, measured on Gaussian data against the closed-form posterior (tests/test_inverse.py):
+    ddnm     matched the posterior's mean and covariance within sampling error (N = 2000-4000, 500-1000 steps)
+             on every problem tried: masks and dense operators, correlated priors, noiseless and noisy y (the
+             default 'anchor' noise handling), eta = 1, and eta = 0 for noiseless y. We have no proof; it hinges
+             on taking the step's eps_hat from the network's own x0_hat, as the official code does. Noisy y
+             with eta = 0, or noisy='ddnm+', gives too little spread along the row space.
+    repaint  converges to the posterior with resampling (it is a Gibbs-like sampler of the unknown part at every
+             level); without resampling it is far off (covariance errors of 50-60%).
+    dps      approximate at any step count (covariance errors 7-40%, means 0.1-0.3 posterior stds off); zeta
+             trades data fit against it.
+    `consistent_denoiser` with any sampler: A x = y exactly (noiseless), but biased as a posterior sampler
+             (mean errors ~0.4 posterior stds, covariance errors 50-100%): the sampler takes eps_hat from the
+             projected x0_hat, so each step applies the correction only partly.
+None is exact for non-Gaussian priors: on a two-component mixture with a noiseless mask, the posterior weight of
+the favoured mode (0.92) came out 0.85 (ddnm), 0.76 (repaint, 250 steps x 10 resamplings) and 0.95 (dps).
 """
 
 from __future__ import annotations
@@ -94,11 +104,11 @@ def _jump_path(s: list[float], sig_r: float, jump_length: int, resample: int) ->
 
 def _step_coefficients(s: list[float], eta: float) -> list[tuple[float, float]]:
     """(keep, std) for each step sigma -> sigma_next: x_next = x0_hat' + keep (x - x0_hat) + std z."""
-    if eta < 0:
-        raise ValueError(f"eta must be >= 0, got {eta}")
+    if not 0 <= eta <= 1:
+        raise ValueError(f"eta must be in [0, 1] (0: deterministic DDIM, 1: DDPM's posterior variance), got {eta}")
     out = []
     for sig, sig_next in zip(s[:-1], s[1:]):
-        std = min(eta, 1.0) * sig_next * math.sqrt(max(1 - (sig_next / sig) ** 2, 0.0))
+        std = eta * sig_next * math.sqrt(max(1 - (sig_next / sig) ** 2, 0.0))
         out.append((math.sqrt(max(sig_next**2 - std**2, 0.0)) / sig, std))
     return out
 
@@ -268,7 +278,13 @@ class ConsistentDenoiser:
     `diffusekit.samplers` returns the last x0_hat, its output satisfies A x = y exactly. With noisy y,
     lam = sigma^2 / (sigma^2 + sigma_r^2): the x0_hat (error ~ sigma) and A^+ y (error sigma_r) combined by their
     inverse variances along the row space, an approximation. It keeps the wrapped denoiser's `schedule` and
-    `prior_std`, so `diffusekit.sample(consistent_denoiser(den, op, y), y_shape, sampler="dpmpp-2m")` works."""
+    `prior_std`, so `diffusekit.sample(consistent_denoiser(den, op, y), y_shape, sampler="dpmpp-2m")` works.
+
+    Consistent, fast, deterministic with the ODE samplers, but not a posterior sampler: a sampler takes its eps_hat
+    from the projected x0_hat, so each step applies only part of the correction (an Euler step, 1 - sigma_next /
+    sigma of it) and the null space is steered by less than the data say. On the Gaussian oracle its samples are off
+    by ~0.4 posterior stds in the mean; use `reconstruct(method="ddnm", eta=0)` for a deterministic solver that is
+    not."""
 
     def __init__(self, denoiser, operator: Operator, y: torch.Tensor):
         _check_linear(operator, "consistent_denoiser")

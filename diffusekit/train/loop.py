@@ -243,12 +243,9 @@ def _train(config: TrainConfig, resume: bool, progress: bool, dist: distributed.
                                           "elapsed_s": elapsed, "epoch": batches.epoch}) + "\n")
                     log.flush()
                 if bar:
-                    bar.set_postfix(loss=f"{last_loss:.4f}", img_s=f"{ips:.0f}", step=step)
-            if bar:
-                bar.update(1 if config.steps is not None else 0)
-                if config.steps is None:
-                    bar.n = min(round(elapsed), bar.total)
-                    bar.refresh()
+                    bar.set_postfix(loss=f"{last_loss:.4f}", img_s=f"{ips:.0f}", step=step, refresh=False)
+            if bar:  # tqdm redraws at most every `mininterval` seconds
+                bar.update(1 if config.steps is not None else min(round(elapsed), bar.total) - bar.n)
             if step % config.checkpoint_every == 0 and not done():
                 checkpoint()
             if config.sample_every and step % config.sample_every == 0 and not done() and dist.is_main:
@@ -288,9 +285,11 @@ def _progress_bar(config, step, elapsed, enabled):
     if not enabled:
         return None
     if config.steps is not None:
-        return tqdm(total=config.steps, initial=step, unit="step", desc="train", dynamic_ncols=True)
+        return tqdm(total=config.steps, initial=step, unit="step", desc="train", dynamic_ncols=True,
+                    mininterval=0.5 if sys.stderr.isatty() else 10)
     return tqdm(total=round(config.minutes * 60), initial=round(elapsed), unit="s", desc="train (time budget)",
-                dynamic_ncols=True, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt}s [ETA {remaining}{postfix}]")
+                dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 10,
+                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt}s [ETA {remaining}{postfix}]")
 
 
 def _quality(info: dict, ema_net, config: TrainConfig, device, step: int) -> dict:
