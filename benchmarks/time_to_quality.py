@@ -174,12 +174,7 @@ def main():
         print(f"| {name} | {r['params'] / 1e6:.2f}M | {r['steps']} | {best:.3f} | "
               f"{'not reached' if t is None else f'{t:.1f}'} |")
     print(f"\nreal-vs-real floor at n={args.n}: {ours['curve'][-1][2]:.3f}; ratio ours/diffusers: {result['ratio']}")
-    try:
-        from PIL import Image, ImageDraw
-
-        _plot(result, args.out / "ttq.png")
-    except Exception as e:  # noqa: BLE001 - the plot is a convenience
-        print(f"(no plot: {e})")
+    _plot(result, args.out / "ttq.png")
 
 
 def _plot(result, path):

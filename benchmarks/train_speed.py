@@ -5,7 +5,7 @@ Configurations are timed round-robin (one step of each in turn, repeated) so tha
 shared machine hits all of them alike; we report the median step. GFLOP/s = 3 x the FLOPs of one forward (counted by
 torch.utils.flop_counter.FlopCounterMode) per step time.
 
-    python benchmarks/train_speed.py                      # 32x32x1, batch 64, both nets, fp32 / bf16 / bf16+CL
+    python benchmarks/train_speed.py --reexec             # 32x32x1, batch 64, both nets, fp32/bf16 x NCHW/CL
     python benchmarks/train_speed.py --profile ours:bf16-cl   # torch.profiler table for one configuration
 
 "CPU ms" is the process CPU time per step (all threads): with --threads 1 it is the work itself and hardly moves
@@ -26,13 +26,16 @@ from torch.utils.flop_counter import FlopCounterMode
 from diffusekit import fast
 from diffusekit.nets import UNet, param_count, unet_config
 
-MODES = ("fp32", "bf16", "bf16-cl")
+MODES = ("fp32", "fp32-cl", "bf16", "bf16-cl")
 
 
 def make_ours(args):
-    # Same widths and depth as the diffusers model below: 32/64/64, 2 res blocks per level, attention only in the
-    # middle. (Our `small` preset also has attention at the lowest level.)
-    cfg = unet_config("small", args.channels, 2, channels=32, channel_mult=(1, 2, 2), num_res_blocks=2,
+    # "same": the widths and depths of the diffusers model below, (w, 2w, 2w), 2 res blocks per level, attention
+    # only in the middle (our `small` preset is w=32 with attention at the lowest level too): compares the
+    # implementations. "lean": about the same parameter count spent at lower resolution, (w/2, w, 2w, 2w) over four
+    # levels, ~2.7x fewer FLOPs per image: compares designs at equal parameters.
+    widths = dict(same=(args.width, (1, 2, 2)), lean=(args.width // 2, (1, 2, 4, 4)))[args.ours]
+    cfg = unet_config("small", args.channels, 2, channels=widths[0], channel_mult=widths[1], num_res_blocks=2,
                       attn_levels=(), norm_groups=32)
     return UNet(cfg), lambda m, x, t: m(x, t)
 
@@ -41,8 +44,8 @@ def make_diffusers(args):
     from diffusers import UNet2DModel
 
     m = UNet2DModel(sample_size=args.size, in_channels=args.channels, out_channels=args.channels,
-                    block_out_channels=(32, 64, 64), down_block_types=("DownBlock2D",) * 3,
-                    up_block_types=("UpBlock2D",) * 3, layers_per_block=2)
+                    block_out_channels=(args.width, 2 * args.width, 2 * args.width),
+                    down_block_types=("DownBlock2D",) * 3, up_block_types=("UpBlock2D",) * 3, layers_per_block=2)
     return m, lambda m, x, t: m(x, t).sample
 
 
@@ -56,13 +59,15 @@ class Run:
         torch.manual_seed(0)
         self.name, self.mode = name, mode
         self.model, self.call = MODELS[name](args)
-        if mode == "bf16-cl":
+        if mode.endswith("-cl"):
             self.model = self.model.to(memory_format=torch.channels_last)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-4, **({"fused": True} if args.optim == "fused"
                                      else {"foreach": args.optim == "foreach"}))
         self.dtype = torch.bfloat16 if mode.startswith("bf16") else None
         B = args.batch
         self.x0 = torch.randn(B, args.channels, args.size, args.size)
+        if mode.endswith("-cl"):
+            self.x0 = self.x0.contiguous(memory_format=torch.channels_last)
         self.alpha_bar = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000), 0)
         self.B, self.times, self.cpu_times = B, [], []
 
@@ -100,7 +105,8 @@ def machine_info(args):
         pass
     return (f"CPU: {cpu}; threads: {torch.get_num_threads()}; torch {torch.__version__}; "
             f"native bf16: {fast.native_bf16()}; allocator env set: {fast.allocator_configured()}; "
-            f"batch {args.batch}, {args.channels}x{args.size}x{args.size}, optimizer AdamW({args.optim})")
+            f"batch {args.batch}, {args.channels}x{args.size}x{args.size}, widths {args.width}/{2 * args.width}/"
+            f"{2 * args.width} (ours: {args.ours}), optimizer AdamW({args.optim})")
 
 
 def main():
@@ -110,6 +116,9 @@ def main():
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--size", type=int, default=32, help="image side")
     p.add_argument("--channels", type=int, default=1)
+    p.add_argument("--ours", choices=("same", "lean"), default="same",
+                   help="our net: same widths as diffusers', or a FLOP-lean one at ~equal parameters")
+    p.add_argument("--width", type=int, default=32, help="base width w: block widths (w, 2w, 2w), both nets")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps per configuration")
     p.add_argument("--repeats", type=int, default=9, help="timed steps per configuration (median reported)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")

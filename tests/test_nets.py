@@ -15,7 +15,8 @@ from diffusekit import fast
 from diffusekit.nets import PRESETS, UNet, UNetConfig, param_count, unet_config
 from diffusekit.nets.layers import GroupNormAct
 
-needs_bf16 = pytest.mark.skipif(not fast.native_bf16(), reason="CPU lacks native bf16 (AVX512-BF16/AMX): fast path is fp32")
+needs_bf16 = pytest.mark.skipif(not fast.native_bf16(),
+                                reason="CPU lacks native bf16 (AVX512-BF16/AMX): its fast path is fp32")
 
 
 def randomized(model, seed=0):
@@ -137,12 +138,13 @@ def test_presets_sizes():
 def test_clear_errors():
     with pytest.raises(ValueError, match=r"preset.*allowed.*small.*tiny"):
         unet_config("huge", 1, 2)
+    assert set(PRESETS) == {"tiny", "small", "base"}
     with pytest.raises(ValueError, match="dims must be 1, 2 or 3"):
         unet_config("tiny", 1, 4)
     with pytest.raises(ValueError, match="unknown UNetConfig fields"):
         UNetConfig.from_dict({"chanels": 3})
-    with pytest.raises(ValueError, match="norm_groups"):
-        UNetConfig(channels=12, norm_groups=8)
+    with pytest.raises(ValueError, match="attn_levels"):
+        unet_config("tiny", 1, 2, attn_levels=(2,))
     net = UNet(unet_config("tiny", 3, 2, cond_dim=4))
     c_noise = torch.zeros(2)
     with pytest.raises(ValueError, match=r"x must be \(B, C, \*spatial\) with 2 spatial dims"):
@@ -211,11 +213,8 @@ def test_group_norm_bf16_channels_last_close_to_fp32():
 
 def test_fast_settings():
     dtype, fmt = fast.fast_settings("cpu", dims=2)
-    if fast.native_bf16():
-        assert dtype == torch.bfloat16 and fmt == torch.channels_last
-        assert fast.fast_settings("cpu", dims=3)[1] == torch.channels_last_3d
-    else:
-        assert dtype is None and fmt == torch.contiguous_format
+    assert dtype == (torch.bfloat16 if fast.native_bf16() else None) and fmt == torch.channels_last
+    assert fast.fast_settings("cpu", dims=3)[1] == torch.channels_last_3d
     assert fast.fast_settings("cpu", dims=1)[1] == torch.contiguous_format
     opt = fast.adamw(torch.nn.Linear(2, 2).parameters(), lr=1e-3)
     assert opt.defaults["fused"] is True
@@ -224,6 +223,17 @@ def test_fast_settings():
 
 def _rel(a, b):
     return ((a.float() - b.float()).norm() / b.float().norm()).item()
+
+
+@pytest.mark.parametrize("dims,spatial", [(2, (9, 7)), (3, (3, 5, 6))])
+def test_channels_last_fp32_matches_contiguous(dims, spatial):
+    """The memory-format half of the fast path, which is also used where bf16 is not native: same numbers."""
+    cfg = unet_config("tiny", 1, dims, cond_dim=4)
+    net = randomized(UNet(cfg))
+    net_cl = copy.deepcopy(net).to(memory_format=fast.fast_settings("cpu", dims)[1])
+    x, c_noise = inputs(cfg, spatial)
+    cond = torch.randn(2, 4)
+    torch.testing.assert_close(net_cl(x, c_noise, cond), net(x, c_noise, cond), atol=1e-5, rtol=1e-4)
 
 
 @needs_bf16
