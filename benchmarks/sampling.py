@@ -28,10 +28,10 @@ from diffusekit.runs import TrainedModel
 STEPS = (250, 100, 50, 20, 10, 5)
 
 
-def quality_vs_steps(model, data, n, samplers):
+def quality_vs_steps(model, data, n, samplers, steps_list=STEPS):
     rows = []
     for sampler in samplers:
-        for steps in ((1000,) + STEPS if sampler == "ddpm" else STEPS):
+        for steps in ((1000,) + tuple(steps_list) if sampler == "ddpm" else steps_list):
             t0 = time.perf_counter()
             x = model.sample(n, sampler=sampler, steps=steps, seed=2, batch=250)
             res = evaluate(x, data, metrics=("fd",), n=n, progress=False)
@@ -130,6 +130,7 @@ def main():
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--samplers", default=",".join(dk.SAMPLERS))
     ap.add_argument("--out", type=Path, help="default: RUN_DIR/bench")
+    ap.add_argument("--steps", default=",".join(map(str, STEPS)), help="step counts (DDPM also runs 1000)")
     ap.add_argument("--skip-quality", action="store_true")
     args = ap.parse_args()
     out = args.out or args.run_dir / "bench"
@@ -146,7 +147,8 @@ def main():
     print(f"peak memory (MiB): {result['peak_rss_mib']}")
     if not args.skip_quality:
         print(f"quality vs steps (FD at n={args.n}):")
-        rows = quality_vs_steps(model, data, args.n, args.samplers.split(","))
+        rows = quality_vs_steps(model, data, args.n, args.samplers.split(","),
+                                tuple(int(v) for v in args.steps.split(",")))
         result["quality"] = rows
         plot(rows, rows[0]["floor"], out / "quality_vs_steps.png")
     (out / "sampling.json").write_text(json.dumps(result, indent=2))

@@ -123,7 +123,8 @@ def run_diffusers(args, target_params):
         if elapsed >= next_eval:
             check()
             next_eval += args.eval_minutes * 60
-    check()
+    if not curve or curve[-1][0] != elapsed / 60:
+        check()
     return {"params": param_count(unet), "curve": curve, "steps": steps, "width": width, "planned_steps": planned}
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+import torch
+
 from .base import check_sigmas, notify, randn_like
 
 
@@ -53,11 +55,11 @@ def sample_heun(denoiser, x, sigmas, *, cond=None, generator=None, callback=None
         if sig_next == 0:
             x = x0_hat
             continue
+        # x_2 = x + d dt with d = (x - x0_hat) / sig_hat; then x + (d + d_2) dt / 2, with d_2 = (x_2 - D(x_2)) / sig_next
         dt = sig_next - sig_hat
-        d = (x - x0_hat) / sig_hat
-        x_2 = x + d * dt
-        d_2 = (x_2 - denoiser(x_2, sig_next, cond)) / sig_next
-        x = x + (d + d_2) * (dt / 2)
+        x_2 = x0_hat.lerp(x, sig_next / sig_hat)
+        x = torch.add(x, x - x0_hat, alpha=dt / (2 * sig_hat))
+        x.add_(x_2 - denoiser(x_2, sig_next, cond), alpha=dt / (2 * sig_next))
     return x
 
 
