@@ -297,10 +297,8 @@ def _quality(info: dict, ema_net, config: TrainConfig, device, step: int) -> dic
     at the same n. Time spent here is not training time (the budget clock does not run)."""
     from ..eval import evaluate
 
-    model = TrainedModel(info, ema_net, step, device)
-    was_training = ema_net.training
+    model = TrainedModel(info, ema_net, step, device)  # the EMA copy is never trained: eval mode is its mode
     images = model.sample(config.eval_samples, sampler=config.sample_sampler, steps=config.sample_steps, seed=1)
-    ema_net.train(was_training)
     res = evaluate(images, config.data, metrics=("fd",), n=config.eval_samples, progress=False)
     return {"fd": res["fd"]["value"], "fd_floor": res["fd"]["floor"], "n": res["fd"]["n"],
             "sampler": config.sample_sampler, "steps": config.sample_steps}
@@ -308,9 +306,7 @@ def _quality(info: dict, ema_net, config: TrainConfig, device, step: int) -> dic
 
 def _write_grid(out: Path, step: int, info: dict, ema_net, config: TrainConfig, device) -> Path:
     model = TrainedModel(info, ema_net, step, device)
-    was_training = ema_net.training
     images = model.sample(config.num_grid, sampler=config.sample_sampler, steps=config.sample_steps, seed=0)
-    ema_net.train(was_training)
     path = out / "samples" / f"step-{step:07d}.png"
     save_samples(images, path, rate=info["data"].get("rate"))
     shutil.copyfile(path, out / "samples" / "latest.png")
