@@ -106,6 +106,8 @@ def _add_sample(sub):
     p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (default: 1)")
     p.add_argument("--eta", type=float, help="noise scale for ddim / euler-ancestral / dpmpp-2m-sde")
     p.add_argument("--weights", choices=["ema", "model"], default="ema")
+    p.add_argument("--wav", type=Path, help="signals only: also write each sample as DIR/sample-NNNN.wav (16-bit, "
+                                            "at the data's sample rate, else 16 kHz)")
 
 
 def cmd_sample(a) -> int:
@@ -132,6 +134,16 @@ def cmd_sample(a) -> int:
     print(a.out)
     if a.grid:
         print(save_samples(images, a.grid, rate=model.info["data"].get("rate")))
+    if a.wav:
+        from .audio import write_wav
+
+        if images.ndim != 3:
+            raise ValueError(f"--wav writes 1-D signals; this model makes shape {tuple(images.shape[1:])}")
+        a.wav.mkdir(parents=True, exist_ok=True)
+        rate = model.info["data"].get("rate") or 16000
+        for i, x in enumerate(images):
+            write_wav(a.wav / f"sample-{i:04d}.wav", x.numpy(), rate)
+        print(a.wav)
     return 0
 
 

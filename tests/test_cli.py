@@ -85,8 +85,14 @@ def test_one_engine_for_signals_and_video(tmp_path, shape):
     run = tmp_path / "run"
     dk("train", "--data", tmp_path / "x.npy", "--model", "tiny", "--steps", "2", "--batch-size", "8", "--out", run,
        "--no-progress")
-    dk("sample", run, "--num", "3", "--steps", "3", "--out", tmp_path / "s.npz", "--grid", tmp_path / "s.png")
+    dk("sample", run, "--num", "3", "--steps", "3", "--out", tmp_path / "s.npz", "--grid", tmp_path / "s.png",
+       *(["--wav", tmp_path / "wav"] if len(shape) == 2 else []))
     images = np.load(tmp_path / "s.npz")["images"]
+    if len(shape) == 2:  # signals come out as real WAV files too
+        from diffusekit.audio import read_wav
+
+        wav, rate = read_wav(tmp_path / "wav" / "sample-0002.wav")
+        assert wav.shape == shape and rate == 16000
     assert images.dtype == np.uint8 and images.shape == (3, *shape[1:], 1)
     paths = dk("show", run, "--steps", "3", "--num", "2").stdout.split()
     assert paths and all(Image.open(p).size[0] > 0 for p in paths)
