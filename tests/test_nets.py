@@ -276,3 +276,21 @@ def test_conv_bf16_tiny_dims(dims, spatial, stride):
     (gw2,) = torch.autograd.grad(y2, conv.weight, gy.bfloat16())
     assert y2.dtype == torch.bfloat16
     assert _rel(gw2, gw) < 0.02
+
+
+def test_cross_attention_ignores_masked_padding_tokens():
+    """Text prompts are padded to the batch's longest: padding tokens masked out must not change the output."""
+    torch.manual_seed(0)
+    net = UNet(unet_config("tiny", 1, 2, context_dim=6)).eval()
+    for p in net.parameters():  # zero-initialised output layers would hide any difference
+        torch.nn.init.normal_(p, std=0.2)
+    x, c = torch.randn(2, 1, 8, 8), torch.tensor([10.0, 500.0])
+    ctx = torch.randn(2, 3, 6)
+    padded = torch.cat([ctx, 100 * torch.randn(2, 2, 6)], dim=1)
+    mask = torch.tensor([[True] * 3 + [False] * 2] * 2)
+    with torch.no_grad():
+        ref = net(x, c, context=ctx)
+        assert torch.allclose(net(x, c, context=padded, context_mask=mask), ref, atol=1e-5)
+        assert not torch.allclose(net(x, c, context=padded), ref, atol=1e-3)
+    with pytest.raises(ValueError, match="context_mask must be a bool tensor"):
+        net(x, c, context=ctx, context_mask=mask)

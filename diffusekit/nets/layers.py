@@ -254,7 +254,7 @@ class Attention(nn.Module):
             self.qkv = nn.Linear(channels, 3 * channels)
         self.proj = zero_(nn.Linear(channels, channels))
 
-    def forward(self, x, context=None):  # x (B, C, *spatial); context (B, M, context_dim)
+    def forward(self, x, context=None, mask=None):  # x (B, C, *spatial); context (B, M, context_dim); mask (B, M)
         B, C, spatial = x.shape[0], x.shape[1], x.shape[2:]
         h = self.norm(x).flatten(2).transpose(1, 2)  # (B, N, C)
         nh, hd = self.heads, C // self.heads
@@ -263,7 +263,9 @@ class Attention(nn.Module):
             k, v = self.kv(context).view(B, -1, 2, nh, hd).permute(2, 0, 3, 1, 4)  # (B, nh, M, hd) each
         else:
             q, k, v = self.qkv(h).view(B, -1, 3, nh, hd).permute(2, 0, 3, 1, 4)  # (B, nh, N, hd) each
-        h = F.scaled_dot_product_attention(q, k, v)  # (B, nh, N, hd)
+        # mask: True for context tokens to attend to (text padding is False); self-attention takes none
+        attn_mask = mask[:, None, None, :] if self.cross and mask is not None else None  # (B, 1, 1, M)
+        h = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # (B, nh, N, hd)
         h = self.proj(h.transpose(1, 2).reshape(B, -1, C))  # (B, N, C)
         return x + h.transpose(1, 2).reshape(B, C, *spatial)  # back to (B, C, *spatial), channels_last strides
 
@@ -275,7 +277,7 @@ class Downsample(nn.Module):
         super().__init__()
         self.conv = conv_nd(dims, channels, channels, 3, stride=2)
 
-    def forward(self, x, emb=None, context=None):
+    def forward(self, x, emb=None, context=None, context_mask=None):
         return self.conv(x)
 
 
@@ -286,5 +288,5 @@ class Upsample(nn.Module):
         super().__init__()
         self.conv = conv_nd(dims, channels, channels, 3)
 
-    def forward(self, x, emb=None, context=None):
+    def forward(self, x, emb=None, context=None, context_mask=None):
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))

@@ -100,12 +100,12 @@ class UNetBlock(nn.Module):
         use_x = attn and cfg.context_dim is not None
         self.xattn = Attention(c_out, cfg.head_dim, cfg.norm_groups, cfg.context_dim) if use_x else None
 
-    def forward(self, x, emb, context=None):
+    def forward(self, x, emb, context=None, context_mask=None):
         x = self.res(x, emb)
         if self.attn is not None:
             x = self.attn(x)
         if self.xattn is not None and context is not None:
-            x = self.xattn(x, context)
+            x = self.xattn(x, context, context_mask)
         return x
 
 
@@ -159,11 +159,16 @@ class UNet(nn.Module):
             raise ValueError(f"context must be None or (B, N, context_dim={cfg.context_dim}), "
                              f"got shape {tuple(context.shape)}")
 
-    def forward(self, x, c_noise, cond=None, context=None):
+    def forward(self, x, c_noise, cond=None, context=None, context_mask=None):
         """x (B, C, *spatial); c_noise (B,) or () float tensor; cond (B, cond_dim) or None (no conditioning: adds
         nothing, e.g. for classifier-free guidance's unconditional pass); context (B, N, context_dim) or None (the
-        cross-attention layers are skipped). Returns (B, C_out, *spatial)."""
+        cross-attention layers are skipped); context_mask (B, N) bool, True for the context tokens to attend to
+        (text padding False), or None for all. Returns (B, C_out, *spatial)."""
         self._check(x, c_noise, cond, context)
+        if context_mask is not None and (context is None or context_mask.dtype != torch.bool
+                                         or context_mask.shape != context.shape[:2]):
+            raise ValueError(f"context_mask must be a bool tensor (B, N) matching context, got {context_mask.dtype} "
+                             f"{tuple(context_mask.shape)}")
         spatial = x.shape[2:]
         m = 2 ** (len(self.config.channel_mult) - 1)
         pad = [p for s in reversed(spatial) for p in (0, -s % m)]  # F.pad order: last dim first
@@ -178,14 +183,14 @@ class UNet(nn.Module):
         h = self.conv_in(x)  # (B, ch, *padded)
         hs = [h]
         for block in self.down:
-            h = block(h, emb, context)
+            h = block(h, emb, context, context_mask)
             hs.append(h)
         for block in self.mid:
-            h = block(h, emb, context)
+            h = block(h, emb, context, context_mask)
         for block in self.up:
             if isinstance(block, UNetBlock):
                 h = torch.cat([h, hs.pop()], dim=1)  # (B, C + C_skip, *spatial_level)
-            h = block(h, emb, context)
+            h = block(h, emb, context, context_mask)
         h = self.conv_out(self.norm_out(h))  # (B, C_out, *padded)
         return h[(..., *[slice(0, s) for s in spatial])] if any(pad) else h  # crop back: (B, C_out, *spatial)
 
