@@ -265,6 +265,7 @@ def _train(config: TrainConfig, resume: bool, progress: bool, dist: distributed.
             bar.close()
         if log:
             log.close()
+    dist.barrier()  # leave together: a process tearing down gloo while its peer still works can abort
     return out
 
 
