@@ -128,7 +128,7 @@ def cmd_sample(a) -> int:
                               **({"spacing": a.spacing} if a.spacing else {}), **options)
     arrays = {"images": to_uint8(images)}
     if model.num_classes is not None:
-        arrays["labels"] = model._labels(a.num, a.label).numpy()
+        arrays["labels"] = model.labels_for(a.num, a.label).numpy()
     a.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(a.out, **arrays)
     print(a.out)

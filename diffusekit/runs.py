@@ -100,7 +100,7 @@ class TrainedModel:
         guidance: classifier-free guidance scale (1 = plain conditional model)."""
         if num < 1 or batch < 1:
             raise ValueError(f"num and batch must be >= 1, got num={num}, batch={batch}")
-        label_tensor = self._labels(num, labels)
+        label_tensor = self.labels_for(num, labels)
         g = torch.Generator(device=self.device).manual_seed(seed)
         den = self.denoiser
         if label_tensor is not None and guidance != 1:
@@ -118,7 +118,8 @@ class TrainedModel:
                 progress(b)
         return torch.cat(out)
 
-    def _labels(self, num, labels):
+    def labels_for(self, num: int, labels=None) -> torch.Tensor | None:
+        """The labels `sample` uses for `num` samples (None for unconditional models); checks them."""
         if self.num_classes is None:
             if labels is not None:
                 raise ValueError("this model is unconditional: it takes no labels (train with --cond label)")

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import gzip
+import importlib
 import importlib.util
 from pathlib import Path
 from typing import Callable
@@ -67,40 +68,22 @@ def load_mnist5k() -> InMemoryDataset:
     return InMemoryDataset(x, labels, DIGIT_NAMES, name="mnist5k", source=str(path))
 
 
-def load_shapes() -> InMemoryDataset:
-    from .shapes import load_shapes as make  # procedural; imported on use
+def _on_use(module: str, name: str) -> Callable[[], InMemoryDataset]:
+    """A loader that imports `module` only when called: procedural and package-backed sets stay off start-up."""
 
-    return make()
+    def load() -> InMemoryDataset:
+        return getattr(importlib.import_module(f".{module}", __package__), name)()
 
-
-def load_waves() -> InMemoryDataset:
-    from .signals import load_waves as make  # procedural; imported on use
-
-    return make()
+    load.__name__ = name
+    return load
 
 
-def load_mnist1d() -> InMemoryDataset:
-    from .signals import load_mnist1d as make  # built offline by the mnist1d package; imported on use
-
-    return make()
-
-
-def load_moving_digits() -> InMemoryDataset:
-    from .video import load_moving_digits as make  # made from mnist5k; imported on use
-
-    return make()
-
-
-def load_grf() -> InMemoryDataset:
-    from .fields import load_grf as make  # procedural; imported on use
-
-    return make()
-
-
-def load_phantoms() -> InMemoryDataset:
-    from .phantoms import load_phantoms as make  # procedural; imported on use
-
-    return make()
+load_shapes = _on_use("shapes", "load_shapes")
+load_waves = _on_use("signals", "load_waves")
+load_mnist1d = _on_use("signals", "load_mnist1d")  # built offline by the mnist1d package
+load_moving_digits = _on_use("video", "load_moving_digits")  # made from mnist5k
+load_grf = _on_use("fields", "load_grf")
+load_phantoms = _on_use("phantoms", "load_phantoms")
 
 
 # name -> (one-line description for --help, loader). Add new built-ins here.
