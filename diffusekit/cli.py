@@ -19,6 +19,7 @@ examples:
   diffusekit show runs/digits                        # forward and reverse process as PNG strips and a GIF
   diffusekit info runs/digits
   diffusekit eval runs/digits --num 1000             # Frechet distance (classifier features), P/R, memorisation
+  diffusekit reconstruct runs/phantoms --task mri --input brain.png --acceleration 4 --out recon/
 """
 
 
@@ -45,8 +46,13 @@ def _add_train(sub):
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint, "
                                                          "exactly as if it had never stopped")
     p.add_argument("--image-size", type=int, help="resize images to this size (folders: median size, max 64)")
-    p.add_argument("--cond", choices=["label"], help="class-conditional training on the data's labels "
-                                                     "(with label dropout for classifier-free guidance)")
+    p.add_argument("--cond", choices=["label", "text"],
+                   help="label: class-conditional training on the data's labels; text: text-to-image on captioned "
+                        "data (digits, mnist5k, shapes, or a folder with captions.jsonl or a .txt per image), "
+                        "captions through the frozen all-MiniLM-L6-v2 encoder into the UNet's cross-attention; "
+                        "both drop the condition at random for classifier-free guidance")
+    p.add_argument("--p-uncond", type=float, help="probability of dropping the label / caption (the empty prompt) "
+                                                  "in training, for guidance (default: 0.1)")
     p.add_argument("--batch-size", type=int, help="global batch size (default: 128)")
     p.add_argument("--lr", type=float, help="peak learning rate of AdamW (default: 1e-3)")
     p.add_argument("--schedule", help="linear | scaled_linear | cosine | sigmoid | karras (default: linear)")
@@ -68,9 +74,9 @@ def cmd_train(a) -> int:
     from .train import TrainConfig, train
 
     overrides = {k: getattr(a, k) for k in ("data", "out", "steps", "minutes", "model", "image_size", "cond",
-                                            "batch_size", "lr", "schedule", "prediction", "loss_weighting",
-                                            "sample_every", "checkpoint_every", "sample_sampler", "precision",
-                                            "device", "seed", "eval_every")}
+                                            "p_uncond", "batch_size", "lr", "schedule", "prediction",
+                                            "loss_weighting", "sample_every", "checkpoint_every", "sample_sampler",
+                                            "precision", "device", "seed", "eval_every")}
     if a.config:
         config = TrainConfig.from_json_file(a.config, **overrides)
     else:
@@ -91,7 +97,13 @@ def _add_sample(sub):
 
     p = sub.add_parser("sample", help="draw samples from a trained run",
                        description="Draw samples with the EMA weights of the run's newest checkpoint. The .npz "
-                                   "holds `images` as uint8 (N, H, W, C) and `labels` where there are labels.")
+                                   "holds `images` as uint8 (N, H, W, C), `labels` where there are labels, and "
+                                   "`prompts` (one string per image) for text runs. Text runs: --prompt (repeat it "
+                                   "for several; the prompts are taken in turn over --num samples; default: the "
+                                   "prompts of the run's training grids), --negative-prompt to steer away from "
+                                   "(replaces the empty prompt in guidance's unconditional pass, as in Stable "
+                                   "Diffusion) and --guidance (e.g. 3.0). A --grid gets its prompts in a .txt beside "
+                                   "it.")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--num", type=int, default=64, help="number of samples (default: 64)")
     p.add_argument("--sampler", default="dpmpp-2m", choices=list(SAMPLERS), help="(default: dpmpp-2m)")
@@ -103,7 +115,12 @@ def _add_sample(sub):
     p.add_argument("--grid", type=Path, help="also write a PNG grid of the samples")
     p.add_argument("--batch", type=int, default=64, help="samples per network batch (default: 64)")
     p.add_argument("--label", type=int, action="append", help="class label(s) for class-conditional runs")
-    p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (default: 1)")
+    p.add_argument("--prompt", action="append", help="text runs: a prompt; repeat for several, taken in turn")
+    p.add_argument("--negative-prompt", action="append",
+                   help="text runs: what guidance steers away from; one for all, or one per --prompt")
+    p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (default: 1; 1 is "
+                                                               "the plain conditional model, >1 follows the label "
+                                                               "or prompt more closely)")
     p.add_argument("--eta", type=float, help="noise scale for ddim / euler-ancestral / dpmpp-2m-sde")
     p.add_argument("--weights", choices=["ema", "model"], default="ema")
     p.add_argument("--wav", type=Path, help="signals only: also write each sample as DIR/sample-NNNN.wav (16-bit, "
@@ -124,16 +141,25 @@ def cmd_sample(a) -> int:
     options = {"eta": a.eta} if a.eta is not None else {}
     with tqdm(total=a.num, unit="img", desc=f"{a.sampler} x{a.steps}") as bar:
         images = model.sample(a.num, sampler=a.sampler, steps=a.steps, seed=a.seed, batch=a.batch,
-                              labels=a.label, guidance=a.guidance, progress=bar.update,
+                              labels=a.label, guidance=a.guidance, progress=bar.update, prompts=a.prompt,
+                              negative_prompt=a.negative_prompt,
                               **({"spacing": a.spacing} if a.spacing else {}), **options)
     arrays = {"images": to_uint8(images)}
     if model.num_classes is not None:
         arrays["labels"] = model.labels_for(a.num, a.label).numpy()
+    prompts = model.prompts_for(a.num, a.prompt)
+    if prompts is not None:
+        arrays["prompts"] = np.array(prompts, dtype=np.str_)  # unicode, so np.load needs no pickle
     a.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(a.out, **arrays)
     print(a.out)
     if a.grid:
         print(save_samples(images, a.grid, rate=model.info["data"].get("rate")))
+        if prompts is not None:
+            from .runs import save_prompts
+
+            negative = None if a.negative_prompt is None else " | ".join(a.negative_prompt)
+            print(save_prompts(prompts, a.grid.with_suffix(".txt"), a.guidance, negative))
     if a.wav:
         from .audio import write_wav
 
@@ -267,7 +293,104 @@ def cmd_eval(a) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "sample": cmd_sample, "show": cmd_show, "info": cmd_info, "eval": cmd_eval}
+def _add_reconstruct(sub):
+    from .inverse import METHODS
+    from .inverse.task import DEFAULT_STEPS, MASK_KINDS, SAMPLINGS, TASKS
+
+    p = sub.add_parser(
+        "reconstruct", help="recover an image from incomplete data (inpainting, super-resolution, MRI)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Simulate a measurement of --input (the truth) and reconstruct it with the run's model as the "
+                    "prior, no retraining. Writes to --out: measurement.png, reconstruction.png, baseline.png "
+                    "(harmonic fill for inpaint, bicubic for superres, TV for mri, plus baseline-zero-filled.png), "
+                    "truth.png, side_by_side.png and metrics.json (PSNR/SSIM against the input, settings, time).\n\n"
+                    "tasks:\n  inpaint   fill missing pixels: --mask FILE (white = known, black = missing, the "
+                    "model's size) or --mask-kind\n  superres  average-pooled by --scale, then upsampled\n"
+                    "  mri       k-space undersampled by --acceleration (orthonormal 2-D FFT, fully sampled centre)")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--task", required=True, choices=TASKS)
+    p.add_argument("--input", required=True, type=Path, help="the true image: PNG/JPEG/WebP/BMP or .npy; converted "
+                                                             "to the model's channels and size (with a note)")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--mask", type=Path, help="inpaint: a PNG of the model's size, white = known, black = missing")
+    p.add_argument("--mask-kind", choices=MASK_KINDS, default="box",
+                   help="inpaint without --mask: box (central half-size box missing), half (right half missing), "
+                        "random (--missing share of pixels) (default: box)")
+    p.add_argument("--missing", type=float, default=0.8, help="--mask-kind random: share missing (default: 0.8)")
+    p.add_argument("--scale", type=int, default=4, help="superres: downsampling factor, 2 or 4 (default: 4)")
+    p.add_argument("--acceleration", type=float, default=4.0, help="mri: k-space undersampling, 4 or 8 (default: 4)")
+    p.add_argument("--sampling", choices=SAMPLINGS, default="cartesian",
+                   help="mri: whole k-space lines (cartesian) or single points (random) (default: cartesian)")
+    p.add_argument("--mask-seed", type=int, default=0, help="seed of random pixel masks and k-space masks")
+    p.add_argument("--method", choices=METHODS, default="ddnm", help="(default: ddnm)")
+    p.add_argument("--steps", type=int, help="solver steps (default: " +
+                   ", ".join(f"{k} {v}" for k, v in DEFAULT_STEPS.items()) + ")")
+    p.add_argument("--seed", type=int, default=0, help="seed of the measurement noise and the solver")
+    p.add_argument("--samples", type=int, default=1,
+                   help="average K posterior samples: the posterior-mean estimate, which PSNR favours (one sample "
+                        "is sharper); costs K times the time (default: 1)")
+    p.add_argument("--eta", type=float, help="solver noise, 0 (deterministic) .. 1 (DDPM, the default)")
+    p.add_argument("--noise", type=float, default=0.0, dest="sigma_y",
+                   help="measurement noise std sigma_y, in the [-1, 1] image scale (default: 0)")
+    p.add_argument("--tv-lambda", type=float, help="mri: TV weight (default: tuned on 8 of the run's training "
+                                                   "images)")
+    p.add_argument("--weights", choices=["ema", "model"], default="ema")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda: where the network runs (default: auto)")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def cmd_reconstruct(a) -> int:
+    from tqdm.auto import tqdm
+
+    from .inverse.task import load_image, load_mask, reconstruct_image, save_reconstruction
+    from .runs import TrainedModel
+
+    if a.mask is not None and a.task != "inpaint":
+        raise ValueError(f"--mask is for --task inpaint, not {a.task}")
+    if not a.input.exists():  # before loading the model: the cheap mistake first
+        raise FileNotFoundError(f"input image {a.input} does not exist")
+    from .train.distributed import pick_device
+
+    model = TrainedModel.load(a.run_dir, weights=a.weights, device=pick_device(a.device))
+    image, notes = load_image(a.input, model.shape)
+    mask = None
+    if a.mask is not None:
+        mask, mask_notes = load_mask(a.mask, model.shape[1:])
+        notes += mask_notes
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    bar = None
+
+    def progress(done, total):
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, unit="step", desc=f"{a.method} ({a.task})", disable=a.no_progress)
+        bar.update(1)
+
+    try:
+        res = reconstruct_image(model, image, a.task, method=a.method, steps=a.steps, seed=a.seed,
+                                sigma_y=a.sigma_y, mask=mask, mask_kind=a.mask_kind, missing=a.missing,
+                                scale=a.scale, acceleration=a.acceleration, sampling=a.sampling,
+                                mask_seed=a.mask_seed, tv_lambda=a.tv_lambda, samples=a.samples,
+                                progress=progress, **({"eta": a.eta} if a.eta is not None else {}))
+    finally:
+        if bar is not None:
+            bar.close()
+    res["notes"] = notes + res["notes"]
+    paths = save_reconstruction(res, a.out, extra={"run_dir": str(a.run_dir), "model_step": model.step,
+                                                   "model_data": model.info["train"]["data"],
+                                                   "input": str(a.input), "weights": a.weights})
+    for name, m in res["metrics"].items():
+        ssim = "" if m["ssim"] is None else f"  SSIM {m['ssim']:.3f}"
+        print(f"{name:15s} PSNR {m['psnr']:6.2f} dB{ssim}")
+    print(f"time           {res['seconds']['total']:.1f} s")
+    for p in paths.values():
+        print(p)
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "show": cmd_show, "info": cmd_info, "eval": cmd_eval,
+            "reconstruct": cmd_reconstruct}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -275,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="diffusekit", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES,
         description="Train your own diffusion models on your data, on the machine you have.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_train, _add_sample, _add_show, _add_info, _add_eval):
+    for add in (_add_train, _add_sample, _add_show, _add_info, _add_eval, _add_reconstruct):
         add(sub)
     return parser
 

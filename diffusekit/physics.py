@@ -6,6 +6,7 @@ statistics, and distances between two batches, so generated data can be judged a
     report.passed, report.rel_err, report.hist_tv
     physics.compare_signals(samples, data, rate=16000)   # W1 distances of dominant frequency, peak, rms
     physics.compare_videos(samples, data)                # W1 distance of frame-to-frame differences
+    physics.compare_distributions(s, a, b)   # W1 and KS of per-example values s vs a, with the floor b vs a
 
 Conventions (numpy float64 out; inputs are torch tensors or numpy arrays):
     Field power spectrum of one square S x S field f (periodic): F = fft2(f), P_hat(k) = |F_k|^2 / S^2, so that
@@ -15,6 +16,8 @@ Conventions (numpy float64 out; inputs are torch tensors or numpy arrays):
         edges = [0.5, 1.5, ..., S//2 + 0.5]. k = 0 (the mean) and the corner modes beyond S//2 + 0.5 (incomplete
         annuli) are left out. The binned spectrum is the mean of P_hat over the modes in a bin and over every
         field and channel of the batch; its standard error is the spread over fields / sqrt(number of fields).
+        Coarser bands take other edges (`octave_edges`: k = 1 | 2-3 | 4-7 | 8-16 for S = 32), with the same
+        rules: a band's power is the mean of P_hat over its modes.
     Gaussian fields (`gaussian_binned_spectrum`): for a stationary periodic Gaussian field with per-mode
         spectrum P_k, E[P_hat_k] = P_k and the bin mean over M modes has variance 2 sum_{k in bin} P_k^2 / M^2
         for one field: |F_k|^2 is exponential (variance P_k^2) and F_{-k} = conj(F_k) doubles each pair; a
@@ -23,8 +26,14 @@ Conventions (numpy float64 out; inputs are torch tensors or numpy arrays):
     One-point histogram: the distribution of single pixel (or sample) values over fixed edges (HIST_EDGES:
         40 bins of width 0.05 on [-1, 1], the data range); values outside the edges count in the end bins.
     Distances: total variation 0.5 sum |p - q| between histograms (0 = same, 1 = disjoint); Wasserstein-1
-        between empirical 1-D distributions (exact, in the data's units); a "floor" is the same distance
-        between two halves of the reference batch (even and odd indices): the size of pure sampling noise.
+        between empirical 1-D distributions (exact, in the data's units); Kolmogorov-Smirnov, the largest gap
+        between the two empirical CDFs (0..1, unitless, sensitive to shifts in the bulk where W1 weighs the
+        tails); a "floor" is the same distance between two halves of the reference batch (even and odd
+        indices), or between two disjoint real sets of the samples' size (`compare_distributions`): the size of
+        pure sampling noise. Distances between finite samples are biased upwards, more so the smaller the
+        sets: only a floor at the same n says what "indistinguishable" would read.
+    Moments (`moments`): mean, standard deviation, skewness E[(x - mu)^3] / sigma^3 and excess kurtosis
+        E[(x - mu)^4] / sigma^4 - 3 of all values (population formulas; 0 and 0 for a Gaussian).
 """
 
 from __future__ import annotations
@@ -52,20 +61,34 @@ def wavenumbers(size: int) -> np.ndarray:
     return np.hypot(k[:, None], k[None, :])
 
 
-def radial_bins(size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(edges (S//2 + 1,), bin index (S, S) of every mode: 0 .. S//2 - 1, or -1 for k = 0 and the corners)."""
-    edges = np.arange(size // 2 + 1) + 0.5
+def radial_bins(size: int, edges=None) -> tuple[np.ndarray, np.ndarray]:
+    """(edges (S//2 + 1,), bin index (S, S) of every mode: 0 .. S//2 - 1, or -1 for k = 0 and the corners).
+    `edges` (increasing, in cycles per box) replaces the unit-width bins, e.g. `octave_edges(S)`."""
+    edges = np.arange(size // 2 + 1) + 0.5 if edges is None else np.asarray(edges, dtype=np.float64)
+    if edges.ndim != 1 or len(edges) < 2 or np.any(np.diff(edges) <= 0):
+        raise ValueError(f"radial_bins: edges must be increasing, at least 2 of them; got {edges}")
     k = wavenumbers(size)
     idx = np.searchsorted(edges, k, side="right") - 1  # edges[j] <= k < edges[j + 1] -> j
     idx[(k < edges[0]) | (k >= edges[-1])] = -1
     return edges, idx
 
 
+def octave_edges(size: int) -> np.ndarray:
+    """Band edges one octave wide over the radial bins 1 .. S//2: k = 1 | 2-3 | 4-7 | ... , the last band running
+    to S//2 (for S = 32: 1 | 2-3 | 4-7 | 8-16). Power laws are straight lines per octave, and the bands hold
+    1, 2, 4, 9 bins, so the noisy large scales are not drowned in the many small-scale modes."""
+    if size < 4:
+        raise ValueError(f"octave_edges: need a field size >= 4, got {size}")
+    edges = [2.0**j - 0.5 for j in range(int(np.log2(size // 2)) + 1)]  # 0.5, 1.5, 3.5, ... <= S//2 - 0.5
+    edges[-1] = size // 2 + 0.5
+    return np.array(edges)
+
+
 @dataclass
 class Spectrum:
     """A radially binned power spectrum (see the module docstring); arrays have one entry per bin."""
 
-    k: np.ndarray  # bin centres 1 .. S//2 (cycles per box)
+    k: np.ndarray  # bin centres 1 .. S//2 (cycles per box); for other edges the middle of each band
     k_mean: np.ndarray  # mean |k| of the modes in each bin
     edges: np.ndarray  # (nbins + 1,)
     counts: np.ndarray  # modes per bin
@@ -74,8 +97,9 @@ class Spectrum:
     n_fields: int  # B * C
 
 
-def power_spectrum(x) -> Spectrum:
-    """Radially averaged power spectrum of a batch of square fields (B, C, S, S) or (B, S, S)."""
+def power_spectrum(x, edges=None) -> Spectrum:
+    """Radially averaged power spectrum of a batch of square fields (B, C, S, S) or (B, S, S); `edges` for
+    other bands than the unit-width bins (e.g. `octave_edges(S)`)."""
     f = _np(x)
     if f.ndim == 3:
         f = f[:, None]
@@ -84,19 +108,22 @@ def power_spectrum(x) -> Spectrum:
     s = f.shape[-1]
     f = f.reshape(-1, s, s)  # every channel of every field is one sample of the field
     p = np.abs(np.fft.fft2(f)) ** 2 / s**2  # (n, S, S) P_hat per mode
-    per_field = _bin(p, s)  # (n, nbins)
-    edges, idx = radial_bins(s)
+    edges, idx = radial_bins(s, edges)
     nb = len(edges) - 1
     counts = np.bincount(idx[idx >= 0], minlength=nb)
+    if np.any(counts == 0):
+        raise ValueError(f"power_spectrum: bands {np.flatnonzero(counts == 0).tolist()} of edges {edges} hold no "
+                         f"modes of a {s} x {s} field; use wider bands")
+    per_field = _bin(p, s, edges)  # (n, nbins)
     k_mean = np.bincount(idx[idx >= 0], weights=wavenumbers(s)[idx >= 0], minlength=nb) / counts
     n = per_field.shape[0]
     stderr = per_field.std(0, ddof=1) / np.sqrt(n) if n > 1 else np.full(nb, np.nan)
-    return Spectrum(np.arange(1, nb + 1, dtype=np.float64), k_mean, edges, counts, per_field.mean(0), stderr, n)
+    return Spectrum((edges[:-1] + edges[1:]) / 2, k_mean, edges, counts, per_field.mean(0), stderr, n)
 
 
-def _bin(p: np.ndarray, s: int) -> np.ndarray:
+def _bin(p: np.ndarray, s: int, edges=None) -> np.ndarray:
     """Per-mode values (n, S, S) -> bin means (n, nbins)."""
-    edges, idx = radial_bins(s)
+    edges, idx = radial_bins(s, edges)
     nb = len(edges) - 1
     keep = idx >= 0
     onehot = np.zeros((keep.sum(), nb))
@@ -104,13 +131,14 @@ def _bin(p: np.ndarray, s: int) -> np.ndarray:
     return p[:, keep] @ onehot / onehot.sum(0)
 
 
-def gaussian_binned_spectrum(p_modes) -> tuple[np.ndarray, np.ndarray]:
+def gaussian_binned_spectrum(p_modes, edges=None) -> tuple[np.ndarray, np.ndarray]:
     """Exact (mean, standard deviation) of one field's binned spectrum, for a Gaussian field whose per-mode
-    spectrum on the fft2 grid is `p_modes` (S, S). For a batch of n independent fields divide the std by sqrt(n)."""
+    spectrum on the fft2 grid is `p_modes` (S, S). For a batch of n independent fields divide the std by sqrt(n).
+    `edges` as in `power_spectrum`."""
     p = _np(p_modes)
     s = p.shape[-1]
-    mean = _bin(p[None], s)[0]
-    edges, idx = radial_bins(s)
+    mean = _bin(p[None], s, edges)[0]
+    edges, idx = radial_bins(s, edges)
     counts = np.bincount(idx[idx >= 0], minlength=len(edges) - 1)
     sq = np.bincount(idx[idx >= 0], weights=p[idx >= 0] ** 2, minlength=len(edges) - 1)
     return mean, np.sqrt(2 * sq) / counts
@@ -151,6 +179,38 @@ def wasserstein1(a, b) -> float:
     fa = np.searchsorted(a, v[:-1], side="right") / a.size
     fb = np.searchsorted(b, v[:-1], side="right") / b.size
     return float(np.sum(np.abs(fa - fb) * np.diff(v)))
+
+
+def ks_distance(a, b) -> float:
+    """Two-sample Kolmogorov-Smirnov statistic: max |F_a - F_b| over the line, between the empirical CDFs of the
+    values of a and b (any shapes). 0 for identical samples, 1 for disjoint ranges."""
+    a, b = np.sort(_np(a).ravel()), np.sort(_np(b).ravel())
+    if a.size == 0 or b.size == 0:
+        raise ValueError("ks_distance: empty sample")
+    v = np.concatenate([a, b])  # the CDFs only jump at these points: the max is at one of them
+    fa = np.searchsorted(a, v, side="right") / a.size
+    fb = np.searchsorted(b, v, side="right") / b.size
+    return float(np.abs(fa - fb).max())
+
+
+def moments(x) -> dict[str, float]:
+    """Mean, std, skewness and excess kurtosis of all values of x (module docstring; Gaussian: skew = kurt = 0).
+    Constant x has no shape: skew and kurtosis are nan."""
+    v = _np(x).ravel()
+    mu, sd = v.mean(), v.std()
+    if not sd > 0:
+        return {"mean": float(mu), "std": float(sd), "skew": float("nan"), "kurtosis": float("nan")}
+    z = (v - mu) / sd
+    return {"mean": float(mu), "std": float(sd), "skew": float((z**3).mean()), "kurtosis": float((z**4).mean() - 3)}
+
+
+def compare_distributions(samples, reference, floor) -> dict[str, float]:
+    """W1 and KS between the values of `samples` and `reference`, and the same between `floor` and `reference`:
+    pass per-example statistics (e.g. `signal_stats(x)["peak"]`) of n samples, n real examples, and n other real
+    examples disjoint from the first; all three should have the same size (the floor depends on n)."""
+    return {"w1": wasserstein1(samples, reference), "w1_floor": wasserstein1(floor, reference),
+            "ks": ks_distance(samples, reference), "ks_floor": ks_distance(floor, reference),
+            "n": int(_np(samples).size), "n_reference": int(_np(reference).size), "n_floor": int(_np(floor).size)}
 
 
 @dataclass
@@ -220,11 +280,14 @@ def dominant_frequency(x, rate: float = 1.0, pad: int = 4) -> np.ndarray:
 
 
 def signal_stats(x, rate: float = 1.0) -> dict[str, np.ndarray]:
-    """Per signal (B,): "dominant_freq" (Hz), "peak" (max |x|) and "rms" (over channels and time)."""
+    """Per signal (B,): "dominant_freq" (Hz), "peak" (max |x|), "rms" (over channels and time) and "crest"
+    = peak / rms, the crest factor (sqrt 2 for a steady sinusoid, more for a decaying note or a click: it reads
+    the envelope, whatever the loudness; 0 for a silent signal)."""
     v = _np(x)
     flat = v.reshape(v.shape[0], -1)
-    return {"dominant_freq": dominant_frequency(v, rate), "peak": np.abs(flat).max(1),
-            "rms": np.sqrt((flat**2).mean(1))}
+    peak, rms = np.abs(flat).max(1), np.sqrt((flat**2).mean(1))
+    return {"dominant_freq": dominant_frequency(v, rate), "peak": peak, "rms": rms,
+            "crest": np.divide(peak, rms, out=np.zeros_like(peak), where=rms > 0)}
 
 
 def compare_signals(samples, data, rate: float = 1.0) -> dict[str, float]:
@@ -264,18 +327,47 @@ def compare_videos(samples, data) -> dict[str, float]:
             "mean_samples": float(fs.mean()), "mean_data": float(fd.mean())}
 
 
+def frame_features(clips, data: str = "mnist5k", batch_size: int = 1000) -> np.ndarray:
+    """Features (B * T, D) of every frame of clips (B, 1, T, H, W) in [-1, 1], from the shipped feature classifier
+    of `data` (diffusekit.eval; its penultimate layer), for a per-frame Frechet distance. Frames whose size is not
+    the classifier's (moving-digits: 32 x 32 frames, mnist5k classifier: 28 x 28) are resized whole, bilinear with
+    antialiasing: nothing is cropped away (digits may sit at the edge of the frame); the digits then measure ~14 px
+    instead of MNIST's ~20, so the features are a fixed, sensible map of frames rather than a recognition of them,
+    which is why such an FD is read against its real-vs-real floor."""
+    import torch.nn.functional as F
+
+    from .eval.classifier import classifier_outputs, load_classifier
+
+    v = torch.as_tensor(_np(clips), dtype=torch.float32)
+    if v.ndim != 5:
+        raise ValueError(f"frame_features: expected clips (B, C, T, H, W); got shape {tuple(v.shape)}")
+    clf = load_classifier(data)
+    c_in, size = clf.cfg.in_channels, clf.cfg.image_size
+    if v.shape[1] != c_in:
+        raise ValueError(f"frame_features: the {data} classifier takes {c_in}-channel frames; got {v.shape[1]}")
+    frames = v.transpose(1, 2).reshape(-1, c_in, *v.shape[3:])  # (B*T, C, H, W)
+    if frames.shape[-2:] != (size, size):
+        frames = F.interpolate(frames, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return classifier_outputs(clf, frames.clamp(-1, 1), batch_size)[0].double().numpy()
+
+
 __all__ = [
     "HIST_EDGES",
     "FieldReport",
     "Spectrum",
+    "compare_distributions",
     "compare_fields",
     "compare_signals",
     "compare_spectra",
     "compare_videos",
     "dominant_frequency",
     "frame_differences",
+    "frame_features",
     "gaussian_binned_spectrum",
     "histogram_distance",
+    "ks_distance",
+    "moments",
+    "octave_edges",
     "one_point_histogram",
     "power_spectrum",
     "radial_bins",

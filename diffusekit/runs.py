@@ -3,14 +3,20 @@
     RUN_DIR/run.json        what was trained: training settings, network config, schedule, data description
     RUN_DIR/checkpoints/    step-NNNNNNN/ (see train/checkpoint.py); the newest complete one is used
     RUN_DIR/metrics.jsonl   one JSON line per logged step
-    RUN_DIR/samples/        sample grids written during training
+    RUN_DIR/samples/        sample grids written during training (text runs: each grid's prompts in a .txt beside it)
 
 Loading reads JSON and safetensors only: nothing is unpickled and no code comes from the run directory.
+
+Text runs (`cond: "text"`) record in run.json under "text" what sampling needs: the frozen encoder's id (its
+package version: another version would give other token states, so loading refuses it), its max_length (prompts
+are truncated to it, with a warning), the token dimension, the longest training caption in tokens, and the
+prompts of the training sample grids (the default prompts of `sample`, as labels cycle for class models).
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -18,7 +24,7 @@ import torch
 from safetensors.torch import load_file
 
 from . import fast
-from .conditioning import Guided, LabelConditioned
+from .conditioning import Guided, LabelConditioned, TextCond, TextConditioned
 from .denoiser import Denoiser
 from .nets import UNet, UNetConfig
 from .samplers import sample
@@ -28,11 +34,54 @@ RUN_FILE = "run.json"
 LOG_SIGMA_EMB_SCALE = 250.0  # UNet embedding scale when it sees log(sigma)/4 (range ~[-1.6, 1.1]) not t in 0..999
 
 
-def build_net(unet_config: UNetConfig, num_classes: int | None = None, p_uncond: float = 0.1) -> torch.nn.Module:
+def build_net(unet_config: UNetConfig, num_classes: int | None = None, p_uncond: float = 0.1,
+              text_null: TextCond | None = None) -> torch.nn.Module:
+    """The UNet, wrapped for class labels (num_classes) or for text (text_null: the empty prompt's encoding)."""
     net = UNet(unet_config)
+    if num_classes and text_null is not None:
+        raise ValueError("a network is conditioned on labels or on text, not both")
     if num_classes:
         net = LabelConditioned(net, num_classes, unet_config.cond_dim, p_uncond)
+    elif text_null is not None:
+        if unet_config.context_dim != text_null.tokens.shape[-1]:
+            raise ValueError(f"text conditioning needs UNetConfig.context_dim = the encoder's width "
+                             f"{text_null.tokens.shape[-1]}, got {unet_config.context_dim}")
+        net = TextConditioned(net, text_null, p_uncond)
     return net
+
+
+_TEXT_ENCODERS: dict = {}  # max_length -> TextEncoder: loaded once per process (~1 s), shared by every run
+
+
+def check_text_encoder(text_info: dict) -> None:
+    """Refuse a run whose text encoder is not the installed one: other weights give other token states."""
+    from .text.encoder import INSTALL, minilm_id
+
+    have = minilm_id()
+    if text_info["encoder"] != have:
+        raise ValueError(f"this run was trained with the text encoder {text_info['encoder']}, but {have} is "
+                         f"installed; install the run's version ({INSTALL} names the one this diffusekit expects)")
+
+
+def load_text_encoder(text_info: dict):
+    """The frozen text encoder of a text run (checked against run.json), loaded once per process."""
+    from .text import TextEncoder
+
+    check_text_encoder(text_info)
+    key = int(text_info["max_length"])
+    if key not in _TEXT_ENCODERS:
+        _TEXT_ENCODERS[key] = TextEncoder.load(key)
+    return _TEXT_ENCODERS[key]
+
+
+def empty_prompt(text_info: dict) -> TextCond:
+    """The encoding of "" (1, L0, C): the unconditional condition. Read from the caption cache (encoded once per
+    machine), so loading a run or starting training does not need the encoder after the first time."""
+    from .text import encode_captions
+
+    check_text_encoder(text_info)
+    enc = encode_captions([""], max_length=int(text_info["max_length"]))
+    return TextCond(*enc.lookup([0])).trim()
 
 
 def build_schedule(train_config):
@@ -68,6 +117,7 @@ class TrainedModel:
         self.denoiser = Denoiser(self.net, self.schedule, prediction=info["prediction"])
         self.shape = tuple(info["data"]["shape"])
         self.num_classes = info["data"]["num_classes"] if info["train"].get("cond") == "label" else None
+        self.text = info.get("text") if info["train"].get("cond") == "text" else None  # see the module docstring
 
     @classmethod
     def load(cls, run_dir: str | Path, weights: str = "ema", checkpoint: str | Path | None = None, device="cpu",
@@ -82,8 +132,12 @@ class TrainedModel:
         if ckpt is None:
             raise FileNotFoundError(f"{run_dir} has no complete checkpoint yet (in {run_dir / 'checkpoints'})")
         train = info["train"]
+        if train.get("cond") == "text" and "text" not in info:
+            raise ValueError(f"{run_dir / RUN_FILE} is a text run without its 'text' record (encoder, max_length); "
+                             f"it was written by an unfinished version: train it again")
         net = build_net(UNetConfig.from_dict(info["unet"]),
-                        info["data"]["num_classes"] if train.get("cond") == "label" else None)
+                        info["data"]["num_classes"] if train.get("cond") == "label" else None,
+                        text_null=empty_prompt(info["text"]) if train.get("cond") == "text" else None)
         net.load_state_dict(load_file(str(ckpt / f"{weights}.safetensors")))
         step = json.loads((ckpt / "state.json").read_text())["step"]
         if precision == "auto":
@@ -92,15 +146,21 @@ class TrainedModel:
 
     @torch.no_grad()
     def sample(self, num: int, sampler: str = "dpmpp-2m", steps: int = 20, seed: int = 0, batch: int = 64,
-               labels=None, guidance: float = 1.0, callback=None, progress=None, **options) -> torch.Tensor:
+               labels=None, guidance: float = 1.0, callback=None, progress=None, prompts=None,
+               negative_prompt=None, **options) -> torch.Tensor:
         """`num` samples in [-1, 1], shape (num, *data shape). Batches are drawn from one seeded generator, so
         the result depends on the seed and `batch`, not on anything else.
 
         labels: for class-conditional models, an int, a list of ints, or None (the classes in turn);
+        prompts: for text models, a string, a list of strings taken in turn (sample i gets prompts[i % len]), or
+            None (the prompts of the run's training grids, in turn);
+        negative_prompt: for text models with guidance != 1, what guidance steers away from: a string, or a list
+            of one per prompt; None is the empty prompt (plain classifier-free guidance);
         guidance: classifier-free guidance scale (1 = plain conditional model)."""
         if num < 1 or batch < 1:
             raise ValueError(f"num and batch must be >= 1, got num={num}, batch={batch}")
         label_tensor = self.labels_for(num, labels)
+        text = self._text_conditions(num, prompts, negative_prompt, guidance)  # None for non-text models
         g = torch.Generator(device=self.device).manual_seed(seed)
         den = self.denoiser
         if label_tensor is not None and guidance != 1:
@@ -110,6 +170,13 @@ class TrainedModel:
         for start in range(0, num, batch):
             b = min(batch, num - start)
             cond = None if label_tensor is None else label_tensor[start:start + b].to(self.device)
+            if text is not None:
+                (table, index), negatives = text
+                cond = table.select(index[start:start + b]).to(self.device)  # (b, L, C), (b, L)
+                if guidance != 1:  # the unconditional pass: the empty prompt, or the negative prompts
+                    null = (self.net.null(b, self.device) if negatives is None
+                            else negatives[0].select(negatives[1][start:start + b]).to(self.device))
+                    den = Guided(self.denoiser, guidance, lambda c, null=null: null)
             with amp:  # the network in bf16 where that is fast; the sampler's arithmetic stays fp32
                 x = sample(den, (b, *self.shape), sampler=sampler, steps=steps, generator=g, cond=cond,
                            callback=callback, device=self.device, **options)
@@ -118,9 +185,52 @@ class TrainedModel:
                 progress(b)
         return torch.cat(out)
 
+    def prompts_for(self, num: int, prompts=None) -> list[str] | None:
+        """The prompt of each of `num` samples (None for models that are not text-conditioned); checks them."""
+        if self.text is None:
+            if prompts is not None:
+                kind = "class-conditional (give labels)" if self.num_classes else "unconditional"
+                raise ValueError(f"this model is {kind}: it takes no prompts (train with --cond text on captioned "
+                                 f"data for text-to-image)")
+            return None
+        given = self.text["prompts"] if prompts is None else _prompt_list(prompts, "prompts")
+        if prompts is not None and len(given) > num:
+            raise ValueError(f"{len(given)} prompts for {num} samples: ask for at least {len(given)} samples "
+                             f"(prompts are taken in turn)")
+        return [given[i % len(given)] for i in range(num)]
+
+    def encode_prompts(self, prompts: list[str]) -> tuple[TextCond, torch.Tensor]:
+        """Prompts -> (table: each distinct prompt encoded once, (U, L, C) and (U, L); index (N,) into it)."""
+        unique = sorted(set(prompts))
+        row = {p: i for i, p in enumerate(unique)}
+        tokens, mask = load_text_encoder(self.text).encode(unique)
+        return TextCond(tokens.float().cpu(), mask.cpu()), torch.tensor([row[p] for p in prompts])
+
+    def _text_conditions(self, num, prompts, negative_prompt, guidance):
+        per_sample = self.prompts_for(num, prompts)
+        if per_sample is None:
+            if negative_prompt is not None:
+                raise ValueError("negative_prompt is for text models; this model takes no prompts")
+            return None
+        negatives = None
+        if negative_prompt is not None:
+            neg = _prompt_list(negative_prompt, "negative_prompt")
+            k = 1 if prompts is None or isinstance(prompts, str) else len(prompts)
+            if len(neg) not in (1, k):
+                raise ValueError(f"give one negative prompt, or one per prompt ({k}); got {len(neg)}")
+            if guidance == 1:
+                warnings.warn("negative_prompt has no effect at guidance 1 (the conditional model alone); use a "
+                              "guidance scale > 1", stacklevel=3)
+            else:
+                negatives = self.encode_prompts([neg[i % len(neg)] for i in range(num)])
+        return self.encode_prompts(per_sample), negatives
+
     def labels_for(self, num: int, labels=None) -> torch.Tensor | None:
-        """The labels `sample` uses for `num` samples (None for unconditional models); checks them."""
+        """The labels `sample` uses for `num` samples (None for models without labels); checks them."""
         if self.num_classes is None:
+            if labels is not None and self.text is not None:
+                raise ValueError("this model is text-conditioned: give prompts, not labels (e.g. prompts=\"the "
+                                 "digit 7\", or --prompt on the command line)")
             if labels is not None:
                 raise ValueError("this model is unconditional: it takes no labels (train with --cond label)")
             return None
@@ -137,3 +247,35 @@ class TrainedModel:
         if len(t) != num:
             raise ValueError(f"give one label or {num} labels, got {len(t)}")
         return t.clone()
+
+
+def _prompt_list(prompts, name: str) -> list[str]:
+    """A string or a non-empty list of strings -> list, with an error that says what was wrong."""
+    if isinstance(prompts, str):
+        return [prompts]
+    if not isinstance(prompts, (list, tuple)):
+        raise ValueError(f"{name} must be a string or a list of strings, got {type(prompts).__name__}")
+    if len(prompts) == 0:
+        raise ValueError(f"{name} is an empty list: give at least one prompt (or None)")
+    bad = [i for i, p in enumerate(prompts) if not isinstance(p, str)]
+    if bad:
+        raise ValueError(f"{name} must be strings; item {bad[0]} is {type(prompts[bad[0]]).__name__}")
+    return list(prompts)
+
+
+def save_prompts(prompts: list[str], path: str | Path, guidance: float | None = None,
+                 negative_prompt=None) -> Path:
+    """Write the prompt of each image of a grid beside it, row by row in the grid's layout (`viz.save_grid`:
+    ceil(sqrt(N)) columns), so a picture of samples can be read against what was asked."""
+    import math
+
+    path = Path(path)
+    ncol = math.ceil(math.sqrt(len(prompts)))
+    head = f"# {len(prompts)} images, {ncol} per row, row by row"
+    if guidance is not None:
+        head += f"; guidance {guidance:g}"
+    if negative_prompt is not None:
+        head += f"; negative prompt {negative_prompt!r}"
+    lines = [head] + [f"row {i // ncol + 1}, col {i % ncol + 1}: {p}" for i, p in enumerate(prompts)]
+    path.write_text("\n".join(lines) + "\n")
+    return path

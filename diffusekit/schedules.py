@@ -167,7 +167,7 @@ class DiscreteSchedule:
         This is how a network trained on discrete t is evaluated at any noise level (Karras sigmas, Heun's
         intermediate points); at the schedule's own sigmas it returns the integer timesteps."""
         log_sigma = torch.log(torch.as_tensor(sigma, dtype=torch.float64).clamp(min=1e-10))
-        ls = self._log_sigmas
+        ls = self._log_sigmas.to(log_sigma.device)  # sigma may live on the GPU; the table is 8 KB
         idx = torch.searchsorted(ls, log_sigma.reshape(-1)).clamp(1, len(ls) - 1)
         lo, hi = ls[idx - 1], ls[idx]
         w = ((log_sigma.reshape(-1) - lo) / (hi - lo)).clamp(0, 1)

@@ -9,7 +9,7 @@ import torch
 
 from .data import load_data
 from .process import q_sample
-from .runs import TrainedModel
+from .runs import TrainedModel, save_prompts
 from .schedules import DiscreteSchedule
 from .viz import save_gif, save_strip
 from .viz_signals import save_clip_gif, save_clip_strip, save_waveforms
@@ -28,7 +28,8 @@ def show(model: TrainedModel, out_dir: str | Path, sampler: str = "dpmpp-2m", st
 
     Signals (C, L) are drawn as waveforms: forward.png one panel per noise level, reverse.png x_t and x0_hat
     panels per step. Video (C, T, H, W): forward.png one row of frames per noise level, reverse.png x0_hat's
-    frames per step, reverse.gif the final clips playing."""
+    frames per step, reverse.gif the final clips playing. Text runs sample the run's grid prompts in turn and
+    write them to prompts.txt."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     g = torch.Generator().manual_seed(seed)
@@ -54,6 +55,8 @@ def show(model: TrainedModel, out_dir: str | Path, sampler: str = "dpmpp-2m", st
     labels = [f"step {i}" for i in range(len(frames) - 1)] + ["final"]
     paths["reverse"] = save_strip(pick, out / "reverse.png", labels=labels, row_labels=["x_t", "x0_hat"])
     paths["gif"] = save_gif(torch.stack(frames), out / "reverse.gif", nrow=num, duration_ms=150)
+    if model.text is not None:  # text runs: what each sample of the GIF was asked for (the run's grid prompts)
+        paths["prompts"] = save_prompts(model.prompts_for(num), out / "prompts.txt")
     return paths
 
 

@@ -36,20 +36,23 @@ def inputs(cfg, spatial, B=2, seed=1):
     return x, c_noise
 
 
-# (preset, dims, spatial): odd sizes everywhere, so padding and cropping always run
+# (preset, dims, spatial, overrides): odd sizes everywhere, so padding and cropping always run; 3-D in both
+# layouts (factorised space-time, the default, and full 3x3x3)
 CASES = [
-    ("tiny", 1, (37,)),
-    ("tiny", 2, (9, 7)),
-    ("tiny", 3, (3, 5, 6)),
-    ("small", 1, (50,)),
-    ("small", 2, (28, 28)),
-    ("small", 3, (2, 6, 5)),
+    ("tiny", 1, (37,), {}),
+    ("tiny", 2, (9, 7), {}),
+    ("tiny", 3, (3, 5, 6), {}),
+    ("tiny", 3, (3, 5, 6), {"factorised": False}),
+    ("small", 1, (50,), {}),
+    ("small", 2, (28, 28), {}),
+    ("small", 3, (2, 6, 5), {}),
+    ("small", 3, (2, 6, 5), {"factorised": False}),
 ]
 
 
-@pytest.mark.parametrize("preset,dims,spatial", CASES)
-def test_interface(preset, dims, spatial):
-    cfg = unet_config(preset, in_channels=3, dims=dims)
+@pytest.mark.parametrize("preset,dims,spatial,overrides", CASES)
+def test_interface(preset, dims, spatial, overrides):
+    cfg = unet_config(preset, in_channels=3, dims=dims, **overrides)
     torch.manual_seed(0)
     net = randomized(UNet(cfg))
     x, c_noise = inputs(cfg, spatial)
@@ -225,10 +228,11 @@ def _rel(a, b):
     return ((a.float() - b.float()).norm() / b.float().norm()).item()
 
 
-@pytest.mark.parametrize("dims,spatial", [(2, (9, 7)), (3, (3, 5, 6))])
-def test_channels_last_fp32_matches_contiguous(dims, spatial):
+@pytest.mark.parametrize("dims,spatial,overrides", [(2, (9, 7), {}), (3, (3, 5, 6), {}),
+                                                    (3, (3, 5, 6), {"factorised": False})])
+def test_channels_last_fp32_matches_contiguous(dims, spatial, overrides):
     """The memory-format half of the fast path, which is also used where bf16 is not native: same numbers."""
-    cfg = unet_config("tiny", 1, dims, cond_dim=4)
+    cfg = unet_config("tiny", 1, dims, cond_dim=4, **overrides)
     net = randomized(UNet(cfg))
     net_cl = copy.deepcopy(net).to(memory_format=fast.fast_settings("cpu", dims)[1])
     x, c_noise = inputs(cfg, spatial)
@@ -237,10 +241,12 @@ def test_channels_last_fp32_matches_contiguous(dims, spatial):
 
 
 @needs_bf16
-@pytest.mark.parametrize("preset,dims,spatial", [("tiny", 1, (37,)), ("small", 2, (28, 28)), ("tiny", 3, (3, 5, 6))])
-def test_fast_path_agrees_with_fp32(preset, dims, spatial):
+@pytest.mark.parametrize("preset,dims,spatial,overrides", [("tiny", 1, (37,), {}), ("small", 2, (28, 28), {}),
+                                                            ("tiny", 3, (3, 5, 6), {}),
+                                                            ("tiny", 3, (3, 5, 6), {"factorised": False})])
+def test_fast_path_agrees_with_fp32(preset, dims, spatial, overrides):
     """bf16 autocast + channels_last against plain fp32: outputs and gradients to bf16 tolerance."""
-    cfg = unet_config(preset, 1, dims, cond_dim=4, context_dim=8 if dims == 2 else None)
+    cfg = unet_config(preset, 1, dims, cond_dim=4, context_dim=8 if dims == 2 else None, **overrides)
     net = randomized(UNet(cfg))
     fast_net = fast.prepare_model(copy.deepcopy(net), "cpu", dims)
     x, c_noise = inputs(cfg, spatial, B=4)
@@ -294,3 +300,29 @@ def test_cross_attention_ignores_masked_padding_tokens():
         assert not torch.allclose(net(x, c, context=padded), ref, atol=1e-3)
     with pytest.raises(ValueError, match="context_mask must be a bool tensor"):
         net(x, c, context=ctx, context_mask=mask)
+
+
+@pytest.mark.parametrize("cross", [False, True])
+def test_short_sequence_attention_matches_sdpa(cross, monkeypatch):
+    """Up to SHORT_SEQ tokens Attention uses plain softmax matmuls (faster on CPU); it must equal the
+    scaled_dot_product_attention path, masks included, forward and backward."""
+    from diffusekit.nets.layers import Attention
+
+    torch.manual_seed(0)
+    att = Attention(64, 32, 8, context_dim=24 if cross else None)
+    torch.nn.init.normal_(att.proj.weight)  # proj starts at zero: make the attention visible
+    x = torch.randn(3, 64, 7, 7)
+    ctx = torch.randn(3, 5, 24) if cross else None
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]], dtype=torch.bool) if cross else None
+
+    def run():
+        xi = x.clone().requires_grad_(True)
+        out = att(xi, ctx, mask)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        return out.detach(), xi.grad
+
+    short = run()
+    monkeypatch.setattr(Attention, "SHORT_SEQ", 0)  # force the SDPA path
+    flash = run()
+    torch.testing.assert_close(short[0], flash[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(short[1], flash[1], atol=1e-5, rtol=1e-5)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 from scipy.io import wavfile
-from scipy.stats import wasserstein_distance
+from scipy.stats import ks_2samp, kurtosis, skew, wasserstein_distance
 
 from diffusekit import physics
 from diffusekit.audio import WavError, read_wav, write_wav
@@ -269,6 +269,41 @@ def test_signal_distances():
     assert abs(shifted["dominant_freq"] - 1.0) < 0.1 and shifted["peak"] == d["peak"]
     quiet = physics.compare_signals(0.5 * a.x, b.x, a.rate)
     assert quiet["peak"] > 10 * d["peak_floor"]
+
+
+def test_crest_factor_and_distribution_distances_with_a_floor():
+    t = np.arange(4096) / RATE
+    tone = 0.5 * np.sin(2 * np.pi * 440 * t)  # whole periods: crest factor exactly sqrt(2) up to sampling
+    decay = tone * np.exp(-t / 0.02)
+    st = physics.signal_stats(np.stack([tone, decay, 0 * t])[:, None], RATE)
+    assert abs(st["crest"][0] - np.sqrt(2)) < 1e-3 and st["crest"][1] > 3 and st["crest"][2] == 0
+    assert np.allclose(st["crest"][:2], st["peak"][:2] / st["rms"][:2])
+    # per-example statistics of three disjoint sets: samples like the data sit near the floor, others do not
+    a, b, c = (make_waves(300, seed=s) for s in (0, 1, 2))
+    stats = [physics.signal_stats(d.x, RATE) for d in (a, b, c)]
+    for name in ("dominant_freq", "peak", "crest"):
+        same = physics.compare_distributions(stats[2][name], stats[0][name], stats[1][name])
+        assert same["n"] == same["n_reference"] == same["n_floor"] == 300
+        assert same["ks"] < 3 * same["ks_floor"] + 0.05 and same["w1"] < 3 * same["w1_floor"] + 1e-9, (name, same)
+    slow = physics.signal_stats(make_waves(300, seed=2, rate=2 * RATE).x, RATE)  # an octave lower
+    off = physics.compare_distributions(np.log2(slow["dominant_freq"]), np.log2(stats[0]["dominant_freq"]),
+                                        np.log2(stats[1]["dominant_freq"]))
+    assert abs(off["w1"] - 1) < 0.1 and off["ks"] > 0.2 > off["ks_floor"]
+
+
+def test_ks_distance_and_moments_match_scipy():
+    rng = np.random.default_rng(0)
+    for na, nb in [(100, 100), (37, 250), (1, 5)]:
+        a, b = rng.normal(0, 1, na), rng.exponential(1, nb)
+        assert physics.ks_distance(a, b) == pytest.approx(ks_2samp(a, b).statistic, abs=1e-12)
+    ties = np.array([0, 0, 1, 1, 2])
+    assert physics.ks_distance(ties, ties) == 0 and physics.ks_distance([0, 0], [1, 1]) == 1
+    x = rng.gamma(2.0, 1.0, size=(50, 40))
+    m = physics.moments(torch.from_numpy(x))
+    assert m["mean"] == pytest.approx(x.mean()) and m["std"] == pytest.approx(x.std())
+    assert m["skew"] == pytest.approx(skew(x.ravel())) and m["kurtosis"] == pytest.approx(kurtosis(x.ravel()))
+    flat = physics.moments(np.ones(5))
+    assert flat["mean"] == 1 and flat["std"] == 0 and np.isnan(flat["skew"]) and np.isnan(flat["kurtosis"])
 
 
 def test_wasserstein1_matches_scipy():

@@ -130,6 +130,24 @@ def test_grf_spectrum_matches_the_analytic_one_within_sampling_error():
     assert -3.2 < slope < -2.8
 
 
+def test_octave_bands_pool_the_unit_bins_by_mode_count():
+    edges = physics.octave_edges(32)
+    assert edges.tolist() == [0.5, 1.5, 3.5, 7.5, 16.5] and physics.octave_edges(64).tolist()[-2:] == [15.5, 32.5]
+    ds = make_grf(300, seed=6)
+    fine, bands = physics.power_spectrum(ds.x), physics.power_spectrum(ds.x, edges)
+    assert bands.counts.sum() == fine.counts.sum() and bands.k.tolist() == [1, 2.5, 5.5, 12]
+    for j, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):  # a band = the mode-weighted mean of its bins
+        inside = (fine.k > lo) & (fine.k < hi)
+        pooled = (fine.power[inside] * fine.counts[inside]).sum() / fine.counts[inside].sum()
+        assert bands.counts[j] == fine.counts[inside].sum() and math.isclose(bands.power[j], pooled, rel_tol=1e-12)
+    # against the analytic band spectrum, with its exact per-band scatter
+    mean, sd_one = physics.gaussian_binned_spectrum(grf_power(32, 3.0, 0.25), edges)
+    assert np.abs((bands.power - mean) / (sd_one / math.sqrt(300))).max() < 4.5
+    assert np.allclose(bands.stderr / (sd_one / math.sqrt(300)), 1, atol=0.2)
+    with pytest.raises(ValueError, match="hold no modes"):
+        physics.power_spectrum(ds.x, [0.5, 0.6, 16.5])
+
+
 def test_grf_batches_agree_and_a_different_alpha_is_caught():
     a, b = make_grf(1000, seed=10).x, make_grf(1000, seed=11).x
     report = physics.compare_fields(a, b)
@@ -170,6 +188,23 @@ def test_frame_differences_and_temporal_consistency(mnist5k):
     flicker[:, :, 1::2] = ds.x[:, :, 1::2]  # odd frames from other clips: jumps between frames
     bad = physics.compare_videos(flicker, ds.x)
     assert bad["mean_samples"] > 1.5 * bad["mean_data"] and bad["frame_diff"] > 10 * same["frame_diff_floor"]
+
+
+def test_per_frame_features_tell_real_frames_from_broken_ones(mnist5k):
+    """Frechet distance in mnist5k classifier features of every frame (32x32 frames resized to the classifier's
+    28x28): two disjoint sets of real clips are close (the floor); blurred or faded digits are not. At 100 clips
+    the floor itself varies ~2x between seeds (frames of one clip show the same digits), hence the wide margins."""
+    from diffusekit.eval import frechet_distance_from_features as fd
+
+    a, b = (make_moving_digits(100, seed=s, digits=mnist5k).x for s in (20, 21))
+    fa = physics.frame_features(a)
+    assert fa.shape == (800, 128) and np.isfinite(fa).all()
+    floor = fd(physics.frame_features(b), fa)
+    blurred = F.avg_pool3d(b, (1, 3, 3), stride=1, padding=(0, 1, 1), count_include_pad=False)  # per frame
+    faded = 0.5 * b - 0.5  # digits at half intensity on the same black background
+    assert fd(physics.frame_features(blurred), fa) > 2 * floor and fd(physics.frame_features(faded), fa) > 5 * floor
+    with pytest.raises(ValueError, match="expected clips"):
+        physics.frame_features(a[:, :, 0])
 
 
 # ---- pictures -------------------------------------------------------------------------------------------------

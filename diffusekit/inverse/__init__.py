@@ -7,6 +7,8 @@
     baselines   zero-filled IFFT, TV-regularised least squares (with lambda tuned on training images), bicubic,
                 harmonic fill
     metrics     PSNR and SSIM (Gaussian window, Wang et al. 2004)
+    task        one task end to end (what `diffusekit reconstruct` runs): an image file in, a simulated
+                inpaint | superres | mri measurement, the reconstruction, the baseline, metrics and pictures out
 
     import diffusekit as dk
     from diffusekit import inverse
@@ -44,6 +46,7 @@ from .solvers import (
     METHODS,
     ConsistentDenoiser,
     consistent_denoiser,
+    denoiser_calls,
     jump_schedule,
     reconstruct,
     reconstruct_with_sampler,
@@ -51,14 +54,16 @@ from .solvers import (
     sample_dps,
     sample_repaint,
 )
+from .task import TASKS, load_image, load_mask, reconstruct_image, save_reconstruction, side_by_side, task_operator
 
 __all__ = [
     "METHODS", "METHOD_OPTIONS", "OPERATORS", "OPERATOR_NAMES",
     "Operator", "Identity", "Mask", "Downsample", "Blur", "FourierSubsample", "Function",
     "box_mask", "random_pixel_mask", "half_mask", "fourier_mask", "gaussian_kernel1d", "fourier_magnitude",
     "make_operator",
-    "reconstruct", "reconstruct_with_sampler", "consistent_denoiser", "ConsistentDenoiser", "jump_schedule",
+    "reconstruct", "reconstruct_with_sampler", "denoiser_calls", "consistent_denoiser", "ConsistentDenoiser", "jump_schedule",
     "sample_ddnm", "sample_repaint", "sample_dps",
     "zero_filled", "tv_reconstruct", "tune_tv_lambda", "bicubic", "harmonic_fill",
     "mse", "psnr", "ssim", "summarize",
+    "TASKS", "load_image", "load_mask", "task_operator", "reconstruct_image", "save_reconstruction", "side_by_side",
 ]

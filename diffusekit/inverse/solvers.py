@@ -382,6 +382,26 @@ def reconstruct(denoiser, operator: Operator, y: torch.Tensor, method: str = "dd
                       **{**allowed, **options})
 
 
+def denoiser_calls(method: str, operator: Operator, x_shape, sigmas, **options) -> int:
+    """How many denoising steps (denoiser evaluations, one `callback` each) `reconstruct` makes on this ladder:
+    the length of a progress bar. RePaint's resampling and DDNM's time travel walk parts of the ladder several
+    times, and the noisy-y solvers add a level at sigma_r, so it is not len(sigmas) - 1. Mirrors each solver's
+    ladder and walk (tested against the callbacks)."""
+    if method not in SOLVERS:
+        raise ValueError(f"unknown method {method!r}; allowed: {', '.join(METHODS)}")
+    opts = {**METHOD_OPTIONS[method], **options}
+    s = check_sigmas(sigmas)
+    if method == "dps":
+        return len(s) - 1
+    sig_r = _row_noise_std(operator, x_shape, method)
+    if method == "ddnm" and opts["noisy"] != "anchor":
+        path = _jump_path(s, 0.0, opts["jump_length"], opts["resample"])
+    else:  # ddnm's default 'anchor' and repaint: a level at sigma_r, no jumps below it
+        s = _insert_sigma(s, sig_r)
+        path = _jump_path(s, sig_r, opts["jump_length"], opts["resample"])
+    return sum(b == a + 1 for a, b in zip(path[:-1], path[1:]))
+
+
 def reconstruct_with_sampler(denoiser, operator: Operator, y: torch.Tensor, sampler: str = "dpmpp-2m", *,
                              steps: int = 20, sigmas=None, spacing: str | None = None, generator=None,
                              callback=None, cond=None, x=None, **options) -> torch.Tensor:
@@ -400,5 +420,6 @@ def reconstruct_with_sampler(denoiser, operator: Operator, y: torch.Tensor, samp
 
 __all__ = [
     "METHODS", "METHOD_OPTIONS", "SOLVERS", "ConsistentDenoiser", "consistent_denoiser", "default_sigmas",
-    "jump_schedule", "reconstruct", "reconstruct_with_sampler", "sample_ddnm", "sample_dps", "sample_repaint",
+    "denoiser_calls", "jump_schedule", "reconstruct", "reconstruct_with_sampler", "sample_ddnm", "sample_dps",
+    "sample_repaint",
 ]

@@ -8,6 +8,13 @@ self-attention (and cross-attention when `context_dim` is set) follows the res b
 `attn_levels` and sits in the middle. Inputs of any size work: they are zero-padded at the end of each spatial
 dim to a multiple of 2**(levels - 1) and the output is cropped back.
 
+Video (dims=3, x (B, C, T, H, W)) has two layouts. `factorised=True` (the default that `unet_config` picks for
+3-D data) is the space-time UNet of Video Diffusion Models (Ho et al. 2022) / Make-A-Video (Singer et al. 2022):
+per-frame (1, 3, 3) convs, one zero-initialised temporal (3, 1, 1) conv per res block, attention within each
+frame then across frames, and down/up-sampling in H and W only, so T is kept at every level and is never padded;
+untrained, it is an image UNet run on every frame (see nets/layers.py). `factorised=False` is the plain 3-D UNet:
+3x3x3 convs, attention over all T*H*W positions, T halved with H and W (for volumes, where all three axes are alike).
+
 The noise level enters as a float `c_noise` (a DDPM timestep 0..999 or a continuous level like log(sigma)/4, see
 `SinusoidalEmbedding` and `emb_scale`), goes through an MLP, and an optional `cond` vector (B, cond_dim) -- a class
 or any other embedding -- is projected and added to it. Each res block turns that embedding into a per-channel
@@ -23,7 +30,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import Attention, Downsample, GroupNormAct, ResBlock, SinusoidalEmbedding, Upsample, conv_nd, zero_
+from .layers import (Attention, Downsample, GroupNormAct, ResBlock, SinusoidalEmbedding, Upsample, conv_nd,
+                     space_conv, zero_)
 
 
 @dataclass
@@ -44,11 +52,17 @@ class UNetConfig:
     emb_scale: float = 1.0  # c_noise multiplier before the sinusoids: 1 for timesteps 0..999, ~170 for log(sigma)/4
     cond_dim: int | None = None  # size of an optional conditioning vector added to the noise embedding
     context_dim: int | None = None  # size of context tokens for cross-attention (at attention levels); None: off
+    # video (dims=3) only: factorised space-time layers (module docstring). False here so that configs saved before
+    # this field existed reload as the full 3-D net they were; `unet_config` makes True the default for 3-D data.
+    factorised: bool = False
 
     def __post_init__(self):
         self.channel_mult, self.attn_levels = tuple(self.channel_mult), tuple(self.attn_levels)
         if self.dims not in (1, 2, 3):
             raise ValueError(f"dims must be 1, 2 or 3, got {self.dims}")
+        if self.factorised and self.dims != 3:
+            raise ValueError(f"factorised=True is the space-time layout for video (dims=3); got dims={self.dims}: "
+                             "leave factorised at False for 1-D and 2-D data")
         bad = [lvl for lvl in self.attn_levels if not 0 <= lvl < len(self.channel_mult)]
         if bad:
             raise ValueError(f"attn_levels {bad} out of range: levels are 0..{len(self.channel_mult) - 1}")
@@ -73,30 +87,37 @@ class UNetConfig:
 
 # Size registry. Widths/depths only: in_channels and dims come from the data. Parameter counts: `param_counts()`.
 PRESETS: dict[str, dict] = {
-    # 0.19M params for 1-channel 2-D data (0.10M 1-D, 0.46M 3-D): unit tests and 8x8 digits; two levels (8 -> 4)
+    # 3-D counts: factorised (the default for video), then full 3x3x3
+    # 0.19M params for 1-channel 2-D data (0.10M 1-D, 0.23M / 0.46M 3-D): unit tests and 8x8 digits; two levels
     "tiny": dict(channels=16, channel_mult=(1, 2), num_res_blocks=1, attn_levels=(1,), norm_groups=8),
-    # 1.74M (2-D; 0.86M 1-D, 4.4M 3-D): the default for 28x28 MNIST-like data; 28 -> 14 -> 7 with no padding,
-    # attention at 7x7 and in the middle
+    # 1.74M (2-D; 0.86M 1-D, 2.0M / 4.4M 3-D): the default for 28x28 MNIST-like data; 28 -> 14 -> 7 with no
+    # padding, attention at 7x7 and in the middle
     "small": dict(channels=32, channel_mult=(1, 2, 2), num_res_blocks=2, attn_levels=(2,), norm_groups=8),
-    # 38.3M (2-D; 18M 1-D, 98M 3-D): CIFAR-scale, the layout of DDPM's 35.7M CIFAR-10 net
+    # 38.3M (2-D; 18M 1-D, 43M / 98M 3-D): CIFAR-scale, the layout of DDPM's 35.7M CIFAR-10 net
     "base": dict(channels=128, channel_mult=(1, 2, 2, 2), num_res_blocks=2, attn_levels=(2,), norm_groups=32),
 }
 
 
 def unet_config(preset: str, in_channels: int, dims: int = 2, **overrides) -> UNetConfig:
-    """UNetConfig for a named size; `overrides` replace any field (e.g. cond_dim=128, emb_scale=170.0)."""
+    """UNetConfig for a named size; `overrides` replace any field (e.g. cond_dim=128, emb_scale=170.0).
+    3-D data gets the factorised space-time layout unless overridden (factorised=False: full 3-D convs)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; allowed: {sorted(PRESETS)}")
-    return UNetConfig(**{**PRESETS[preset], "in_channels": in_channels, "dims": dims, **overrides})
+    layout = {"factorised": True} if dims == 3 else {}
+    return UNetConfig(**{**PRESETS[preset], **layout, "in_channels": in_channels, "dims": dims, **overrides})
 
 
 class UNetBlock(nn.Module):
-    """A res block, then self-attention and cross-attention where enabled: one unit of the UNet's stacks."""
+    """A res block, then self-attention and cross-attention where enabled: one unit of the UNet's stacks.
+    Factorised video nets split self-attention in two: within each frame (`attn`), then across frames (`time_attn`,
+    zero-initialised output like every attention, so it starts as the identity)."""
 
     def __init__(self, cfg: UNetConfig, c_in: int, c_out: int, emb_dim: int, attn: bool):
         super().__init__()
-        self.res = ResBlock(cfg.dims, c_in, c_out, emb_dim, cfg.norm_groups, cfg.dropout)
-        self.attn = Attention(c_out, cfg.head_dim, cfg.norm_groups) if attn else None
+        fac = cfg.factorised
+        self.res = ResBlock(cfg.dims, c_in, c_out, emb_dim, cfg.norm_groups, cfg.dropout, factorised=fac)
+        self.attn = Attention(c_out, cfg.head_dim, cfg.norm_groups, over="space" if fac else "all") if attn else None
+        self.time_attn = Attention(c_out, cfg.head_dim, cfg.norm_groups, over="time") if attn and fac else None
         use_x = attn and cfg.context_dim is not None
         self.xattn = Attention(c_out, cfg.head_dim, cfg.norm_groups, cfg.context_dim) if use_x else None
 
@@ -104,6 +125,8 @@ class UNetBlock(nn.Module):
         x = self.res(x, emb)
         if self.attn is not None:
             x = self.attn(x)
+        if self.time_attn is not None:
+            x = self.time_attn(x)
         if self.xattn is not None and context is not None:
             x = self.xattn(x, context, context_mask)
         return x
@@ -121,7 +144,9 @@ class UNet(nn.Module):
         self.emb_mlp = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.cond_proj = nn.Linear(cfg.cond_dim, emb_dim) if cfg.cond_dim is not None else None
 
-        self.conv_in = conv_nd(cfg.dims, cfg.in_channels, ch, 3)
+        # factorised: the in/out convs are per frame too, so an untrained net treats frames independently
+        conv3 = space_conv if cfg.factorised else (lambda i, o: conv_nd(cfg.dims, i, o, 3))
+        self.conv_in = conv3(cfg.in_channels, ch)
         self.down, skips, c = nn.ModuleList(), [ch], ch
         for level, mult in enumerate(cfg.channel_mult):
             for _ in range(cfg.num_res_blocks):
@@ -129,7 +154,7 @@ class UNet(nn.Module):
                 c = ch * mult
                 skips.append(c)
             if level < levels - 1:
-                self.down.append(Downsample(cfg.dims, c))
+                self.down.append(Downsample(cfg.dims, c, cfg.factorised))
                 skips.append(c)
         self.mid = nn.ModuleList([UNetBlock(cfg, c, c, emb_dim, cfg.mid_attn), UNetBlock(cfg, c, c, emb_dim, False)])
         self.up = nn.ModuleList()
@@ -138,9 +163,9 @@ class UNet(nn.Module):
                 self.up.append(UNetBlock(cfg, c + skips.pop(), ch * mult, emb_dim, level in cfg.attn_levels))
                 c = ch * mult
             if level > 0:
-                self.up.append(Upsample(cfg.dims, c))
+                self.up.append(Upsample(cfg.dims, c, cfg.factorised))
         self.norm_out = GroupNormAct(math.gcd(cfg.norm_groups, c), c)
-        self.conv_out = zero_(conv_nd(cfg.dims, c, cfg.out_channels or cfg.in_channels, 3))
+        self.conv_out = zero_(conv3(c, cfg.out_channels or cfg.in_channels))
 
     def _check(self, x, c_noise, cond, context):
         cfg = self.config
@@ -171,7 +196,8 @@ class UNet(nn.Module):
                              f"{tuple(context_mask.shape)}")
         spatial = x.shape[2:]
         m = 2 ** (len(self.config.channel_mult) - 1)
-        pad = [p for s in reversed(spatial) for p in (0, -s % m)]  # F.pad order: last dim first
+        ms = [1 if self.config.factorised and i == 0 else m for i in range(len(spatial))]  # factorised: T kept
+        pad = [p for s, mi in zip(reversed(spatial), reversed(ms)) for p in (0, -s % mi)]  # F.pad: last dim first
         if any(pad):
             x = F.pad(x, pad)  # (B, C, *padded)
 

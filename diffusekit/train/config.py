@@ -12,7 +12,7 @@ from ..samplers import SAMPLERS
 from ..schedules import BETA_SCHEDULES
 
 PRECISIONS = ("auto", "fp32", "bf16")
-CONDITIONINGS = (None, "label")
+CONDITIONINGS = (None, "label", "text")
 
 
 @dataclass
@@ -26,7 +26,9 @@ class TrainConfig:
     model: str = "small"  # UNet size preset: tiny, small, base (`diffusekit.nets.PRESETS`)
     model_overrides: dict = field(default_factory=dict)  # any UNetConfig field, e.g. {"channels": 48}
     image_size: int | None = None  # resize 2-D images (folders default to their median size, capped at 64)
-    cond: str | None = None  # None (unconditional) or "label": class-conditional through the UNet's cond hook
+    cond: str | None = None  # None (unconditional), "label": class-conditional through the UNet's cond hook, or
+    # "text": captions through a frozen text encoder into the UNet's cross-attention (captioned data only)
+    p_uncond: float = 0.1  # label / empty-prompt dropout for classifier-free guidance (Ho & Salimans use 0.1-0.2)
 
     # the diffusion: schedule, what the network predicts, how the loss is weighted
     schedule: str = "linear"  # linear, scaled_linear, cosine, sigmoid (DDPM-family, 1000 steps) or karras (EDM)
@@ -83,6 +85,8 @@ class TrainConfig:
             raise ValueError(f"steps must be an integer >= 1, got {self.steps!r}")
         if self.minutes is not None and not self.minutes > 0:
             raise ValueError(f"minutes must be > 0, got {self.minutes!r}")
+        if not 0 <= self.p_uncond < 1:
+            raise ValueError(f"p_uncond must be in [0, 1), got {self.p_uncond!r}")
         if self.lr <= 0 or self.ema_decay < 0 or self.ema_decay >= 1:
             raise ValueError(f"need lr > 0 and 0 <= ema_decay < 1, got lr={self.lr}, ema_decay={self.ema_decay}")
 

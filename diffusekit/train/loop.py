@@ -6,6 +6,11 @@ the weights; so N steps straight and N/2 + resume + N/2 give identical weights (
 
 Distributed (torchrun): every process draws the same global batch and the same noise and trains on its own slice,
 so the run is the same computation as a single process with the global batch (tested), and only rank 0 writes.
+
+Text conditioning (cond="text"): the captioned data set's captions are encoded ONCE by the frozen text encoder (each
+distinct caption once, through the on-disk caption cache: `diffusekit.text.encode_captions`); every step looks up
+the batch's token states (B, L, C) and mask, trimmed to the batch's longest caption, and empty-prompt dropout draws
+from the noise generator (so resumption stays exact). The encoder itself is never in the training graph.
 """
 
 from __future__ import annotations
@@ -23,11 +28,13 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from .. import fast
+from ..conditioning import TextCond
 from ..data import load_data
 from ..denoiser import Denoiser
-from ..nets import param_count, unet_config
+from ..nets import UNetConfig, param_count, unet_config
 from ..process import sample_training_sigmas
-from ..runs import LOG_SIGMA_EMB_SCALE, RUN_FILE, TrainedModel, build_net, build_schedule, describe_data
+from ..runs import (LOG_SIGMA_EMB_SCALE, RUN_FILE, TrainedModel, build_net, build_schedule, check_text_encoder,
+                    describe_data, empty_prompt, save_prompts)
 from ..viz_signals import save_samples
 from . import distributed
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, write_json_atomic
@@ -108,7 +115,13 @@ def _train(config: TrainConfig, resume: bool, progress: bool, dist: distributed.
             raise ValueError(f"eval_every needs a data set with a feature classifier ({', '.join(CLASSIFIERS)}); "
                              f"{config.data!r} has none")
     device = dist.device
-    ds = load_data(config.data, image_size=config.image_size)
+    captions = None  # CaptionEncodings of the data set, for cond="text"
+    if config.cond == "text":
+        ds, captions, text_info = _captioned_data(config, dist)
+        if resume:  # the run was trained with this encoder: refuse another version rather than drift
+            check_text_encoder(json.loads((out / RUN_FILE).read_text())["text"])
+    else:
+        ds = load_data(config.data, image_size=config.image_size)
     if config.cond == "label" and ds.labels is None:
         raise ValueError(f"--cond label needs labelled data; {ds.name} has no labels")
     dims = ds.x.ndim - 2
@@ -119,9 +132,15 @@ def _train(config: TrainConfig, resume: bool, progress: bool, dist: distributed.
         overrides.setdefault("emb_scale", LOG_SIGMA_EMB_SCALE)
     if num_classes:
         overrides.setdefault("cond_dim", 128)
+    text_null = None
+    if captions is not None:
+        overrides.setdefault("context_dim", text_info["dim"])
+        text_null = empty_prompt(text_info)  # what a dropped caption becomes, and guidance's unconditional pass
     ucfg = unet_config(config.model, in_channels=ds.x.shape[1], dims=dims, **overrides)
+    if resume:  # the network the run was built with, even if the presets' defaults changed since
+        ucfg = UNetConfig.from_dict(json.loads((out / RUN_FILE).read_text())["unet"])
     torch.manual_seed(config.seed)  # weight initialisation
-    net = fast.prepare_model(build_net(ucfg, num_classes), device, dims)
+    net = fast.prepare_model(build_net(ucfg, num_classes, config.p_uncond, text_null=text_null), device, dims)
     if config.precision == "fp32":  # the plain path: fp32, contiguous
         amp, net = nullcontext(), net.to(memory_format=torch.contiguous_format)
     elif config.precision == "bf16":  # forced, even where bf16 is emulated
@@ -133,6 +152,8 @@ def _train(config: TrainConfig, resume: bool, progress: bool, dist: distributed.
 
     info = {"train": config.to_dict(), "unet": ucfg.to_dict(), "schedule": schedule.to_dict(),
             "prediction": config.prediction, "data": describe_data(ds), "params": param_count(net)}
+    if captions is not None:
+        info["text"] = text_info
     step, elapsed, images_seen = 0, 0.0, 0
     data_gen = (0, 0)
     noise_gen = torch.Generator().manual_seed(config.seed + 1)
@@ -149,6 +170,8 @@ def _train(config: TrainConfig, resume: bool, progress: bool, dist: distributed.
     batches = BatchStream(len(ds), config.batch_size, config.seed, *data_gen)
     x_all = ds.x.to(device)
     labels_all = ds.labels.to(device) if num_classes else None
+    if captions is not None:  # the caption table lives where the network runs: one gather per step, no copies
+        captions.tokens, captions.mask = captions.tokens.to(device), captions.mask.to(device)
     model = DistributedDataParallel(net) if dist.enabled else net
     den = Denoiser(model, schedule, prediction=config.prediction, check_finite=False)  # the loss is checked
     b_local = config.batch_size // dist.world_size
@@ -216,6 +239,9 @@ def _train(config: TrainConfig, resume: bool, progress: bool, dist: distributed.
             cond = None
             if num_classes:
                 cond = net.drop_labels(labels_all[idx.to(device)].cpu(), noise_gen)[lo:hi].to(device)
+            elif captions is not None:  # (B, L, C) and (B, L) for the global batch, L its longest caption
+                c = net.drop_prompts(TextCond(*captions.lookup(idx)).trim(), noise_gen)
+                cond = TextCond(c.tokens[lo:hi], c.mask[lo:hi]).to(device)
             x0 = x_all[idx[lo:hi].to(device)]
             with amp:
                 losses = den.loss(x0, sigma[lo:hi].to(device), eps[lo:hi].to(device), cond=cond,
@@ -306,9 +332,43 @@ def _quality(info: dict, ema_net, config: TrainConfig, device, step: int) -> dic
 
 
 def _write_grid(out: Path, step: int, info: dict, ema_net, config: TrainConfig, device) -> Path:
+    """samples/step-N.png and latest.png; for text runs also step-N.txt and latest.txt: the prompt of each image
+    (the run's grid prompts: the first num_grid distinct captions of the data, in data order)."""
     model = TrainedModel(info, ema_net, step, device)
     images = model.sample(config.num_grid, sampler=config.sample_sampler, steps=config.sample_steps, seed=0)
     path = out / "samples" / f"step-{step:07d}.png"
     save_samples(images, path, rate=info["data"].get("rate"))
     shutil.copyfile(path, out / "samples" / "latest.png")
+    if model.text is not None:
+        txt = save_prompts(model.prompts_for(config.num_grid), path.with_suffix(".txt"), guidance=1.0)
+        shutil.copyfile(txt, out / "samples" / "latest.txt")
     return path
+
+
+def _captioned_data(config: TrainConfig, dist: distributed.Dist):
+    """(captioned data set, its caption encodings, the run.json "text" record) for cond="text".
+
+    `shapes` is its training split: images with a held-out colour-kind combination are never generated for it
+    (checked here too, since compositional generalisation is measured on exactly those). Rank 0 encodes first and
+    fills the cache; the other processes then read it instead of all running the encoder at once."""
+    from ..data.captions import load_captioned
+    from ..data.shapes import HELDOUT, check_heldout, is_heldout
+    from ..text import encode_captions
+
+    ds = load_captioned(config.data, image_size=config.image_size)
+    if ds.name == "shapes" and ds.attributes is not None:
+        rules = check_heldout(HELDOUT)
+        leaked = sum(any(is_heldout(o, rules) for o in objs) for objs in ds.attributes)
+        if leaked:
+            raise RuntimeError(f"internal: the shapes training data holds {leaked} images with held-out "
+                               f"combinations {HELDOUT}; they must stay unseen")
+    if dist.is_main:
+        captions = encode_captions(ds.captions)
+    dist.barrier()
+    if not dist.is_main:
+        captions = encode_captions(ds.captions)
+    first = list(dict.fromkeys(ds.captions))[:config.num_grid]  # distinct, in data order
+    text_info = {"encoder": captions.encoder_id, "max_length": captions.max_length,
+                 "dim": int(captions.tokens.shape[-1]), "context_length": int(captions.mask.sum(1).max()),
+                 "distinct_captions": len(captions.captions), "prompts": first}
+    return ds, captions, text_info
