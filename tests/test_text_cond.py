@@ -109,8 +109,10 @@ def test_guidance_one_is_the_conditional_model_and_empty_prompt_is_the_unconditi
     assert torch.allclose(model.sample(6, prompts=p, guidance=3.0, negative_prompt="", **kw), guided, atol=1e-5)
     negative = model.sample(6, prompts=p, guidance=3.0, negative_prompt="eight", **kw)
     assert (negative - guided).abs().max() > 1e-2
-    # guidance 0 is the unconditional model: the prompts no longer matter
-    assert torch.allclose(model.sample(6, prompts=p, guidance=0.0, **kw), uncond, atol=1e-4)
+    # guidance 0 is the unconditional model: the prompts no longer matter. Not bit-equal: the batch of 2B pads the
+    # empty prompt to the longest caption (masked), which changes fp32 summation order; with these perturbed
+    # weights 4 sampler steps amplify that to ~1e-4, against differences > 1e-2 between conditions
+    assert torch.allclose(model.sample(6, prompts=p, guidance=0.0, **kw), uncond, atol=1e-3)
 
 
 def test_prompt_errors(model, tmp_path):
