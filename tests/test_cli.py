@@ -1,20 +1,11 @@
 """The command line, end to end, as a user runs it: train -> sample -> show -> info, and its errors."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
-
-
-def dk(*args, check=True):
-    r = subprocess.run([sys.executable, "-m", "diffusekit", *map(str, args)], capture_output=True, text=True,
-                       timeout=600)
-    if check:
-        assert r.returncode == 0, r.stderr[-3000:]
-    return r
+from helpers import dk
 
 
 @pytest.fixture(scope="module")

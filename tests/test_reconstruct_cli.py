@@ -2,8 +2,6 @@
 (`diffusekit.inverse.task`): files, metrics, measurement consistency, errors."""
 
 import json
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -14,16 +12,9 @@ from PIL import Image
 from diffusekit import inverse as inv
 from diffusekit.data.phantoms import make_phantoms
 from diffusekit.inverse import task as T
+from helpers import dk
 
 SIZE = 16
-
-
-def dk(*args, check=True):
-    r = subprocess.run([sys.executable, "-m", "diffusekit", *map(str, args)], capture_output=True, text=True,
-                       timeout=600)
-    if check:
-        assert r.returncode == 0, r.stderr[-3000:]
-    return r
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from diffusekit.conditioning import TextConditioned
 from diffusekit.runs import TrainedModel, build_net
 from diffusekit.train import TrainConfig, train
 from diffusekit.train.checkpoint import latest_checkpoint
+from helpers import dk
 
 TINY = dict(data="digits", model="tiny", batch_size=16, log_every=1, checkpoint_every=100, warmup_steps=2,
             num_grid=4, sample_steps=2, cond="text")
@@ -33,14 +34,6 @@ def own_cache(tmp_path_factory):
         del os.environ["DIFFUSEKIT_CACHE"]
     else:
         os.environ["DIFFUSEKIT_CACHE"] = old
-
-
-def dk(*args, check=True):
-    r = subprocess.run([sys.executable, "-m", "diffusekit", *map(str, args)], capture_output=True, text=True,
-                       timeout=600)
-    if check:
-        assert r.returncode == 0, r.stderr[-3000:]
-    return r
 
 
 @pytest.fixture(scope="module")

@@ -104,9 +104,9 @@ def _train(config: TrainConfig, resume: bool, progress: bool, dist: distributed.
     if config.batch_size % dist.world_size:
         raise ValueError(f"batch_size={config.batch_size} must divide evenly over {dist.world_size} processes")
     out = _prepare_out(config, resume, dist)
+    saved = json.loads((out / RUN_FILE).read_text()) if resume else None  # the run.json being resumed
     if resume:  # the run's own settings decide everything but the budget
-        saved = TrainConfig.from_dict(json.loads((out / RUN_FILE).read_text())["train"])
-        config = TrainConfig.from_dict({**saved.to_dict(), "steps": config.steps, "minutes": config.minutes,
+        config = TrainConfig.from_dict({**saved["train"], "steps": config.steps, "minutes": config.minutes,
                                         "out": config.out})
     if config.eval_every or config.eval_minutes:
         from ..eval import CLASSIFIERS
@@ -119,7 +119,7 @@ def _train(config: TrainConfig, resume: bool, progress: bool, dist: distributed.
     if config.cond == "text":
         ds, captions, text_info = _captioned_data(config, dist)
         if resume:  # the run was trained with this encoder: refuse another version rather than drift
-            check_text_encoder(json.loads((out / RUN_FILE).read_text())["text"])
+            check_text_encoder(saved["text"])
     else:
         ds = load_data(config.data, image_size=config.image_size)
     if config.cond == "label" and ds.labels is None:
@@ -136,9 +136,10 @@ def _train(config: TrainConfig, resume: bool, progress: bool, dist: distributed.
     if captions is not None:
         overrides.setdefault("context_dim", text_info["dim"])
         text_null = empty_prompt(text_info)  # what a dropped caption becomes, and guidance's unconditional pass
-    ucfg = unet_config(config.model, in_channels=ds.x.shape[1], dims=dims, **overrides)
     if resume:  # the network the run was built with, even if the presets' defaults changed since
-        ucfg = UNetConfig.from_dict(json.loads((out / RUN_FILE).read_text())["unet"])
+        ucfg = UNetConfig.from_dict(saved["unet"])
+    else:
+        ucfg = unet_config(config.model, in_channels=ds.x.shape[1], dims=dims, **overrides)
     torch.manual_seed(config.seed)  # weight initialisation
     net = fast.prepare_model(build_net(ucfg, num_classes, config.p_uncond, text_null=text_null), device, dims)
     if config.precision == "fp32":  # the plain path: fp32, contiguous
