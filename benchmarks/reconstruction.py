@@ -20,6 +20,8 @@
     and there is no other MNIST installed, so the test images are training images of the prior: the last
     n/10 of each class (mnist5k is sorted by class); the real reference set is the first n/10 of each class.
     A prior that memorised its training set would be favoured, so read (b) as an upper bound for unseen digits.
+(c) Super-resolution on mnist5k, x2 and x4 (--scales; the measurement is the mean of each s x s block): ddnm
+    against bicubic upsampling of the low-resolution image, the same test and reference images and metrics as (b).
 
 Steps (defaults of `diffusekit.inverse.task.DEFAULT_STEPS`): ddnm 100 (the DDNM paper's), repaint 50 walked ~8x by
 its resampling (jump 10 x 10: 410 network calls), dps 100 (the paper: 1000; DPS is approximate at any length).
@@ -29,7 +31,7 @@ its resampling (jump 10 x 10: 410 network calls), dps 100 (the paper: 1000; DPS 
     python benchmarks/reconstruction.py --mri-run R --mnist-run R2 --n 4 --inpaint-n 20 --steps 5 --tune-n 4 \\
         --tv-iters 30 --out /tmp/recon-smoke        # smoke test: seconds, numbers meaningless
 Writes OUT/reconstruction-mri.json, reconstruction-mri.png (PSNR against acceleration), reconstruction-mri-cases-Ax.png,
-OUT/reconstruction-inpaint.json, reconstruction-inpaint-cases.png, and prints markdown tables.
+OUT/reconstruction-{inpaint,superres}.json, reconstruction-{inpaint,superres}-cases.png, and prints markdown tables.
 """
 
 import argparse
@@ -47,7 +49,8 @@ from diffusekit.data.phantoms import DEFAULT_SIZE, make_phantoms, shepp_logan
 from diffusekit.eval import frechet_distance_from_features, load_classifier
 from diffusekit.eval.classifier import classifier_outputs
 from diffusekit.inverse import tune_tv_lambda
-from diffusekit.inverse.task import DEFAULT_STEPS, LABELS, reconstruct_image, side_by_side, task_operator
+from diffusekit.inverse.task import (DEFAULT_STEPS, LABELS, MAIN_BASELINE, reconstruct_image, side_by_side,
+                                     task_operator)
 from diffusekit.runs import TrainedModel
 from diffusekit.train.distributed import pick_device
 
@@ -292,12 +295,14 @@ def stratified(labels: torch.Tensor, k: int, last: bool) -> np.ndarray:
     return np.sort(np.concatenate(out))
 
 
-def run_inpaint(args) -> dict:
+def run_mnist(args, task: str) -> dict:
+    """Inpainting (one row per --masks kind) or super-resolution (one row per --scales factor) of mnist5k test
+    images with the mnist5k prior, against the task's classical baseline (harmonic fill, bicubic)."""
     t_start = time.perf_counter()
     model = TrainedModel.load(args.mnist_run, device=args.device)
     train = model.info["train"]
     if train["data"] != "mnist5k" or tuple(model.shape) != (1, 28, 28):
-        raise ValueError(f"the inpainting benchmark needs a prior trained on mnist5k (1, 28, 28); {args.mnist_run} "
+        raise ValueError(f"the {task} benchmark needs a prior trained on mnist5k (1, 28, 28); {args.mnist_run} "
                          f"was trained on {train['data']!r}, shape {model.shape}")
     ds = load_data("mnist5k")
     k = args.inpaint_n // 10
@@ -310,37 +315,43 @@ def run_inpaint(args) -> dict:
     feats = lambda t: classifier_outputs(clf, t)[0].double().numpy()  # noqa: E731
     f_ref = feats(ref)
     floor = frechet_distance_from_features(feats(x), f_ref)
-    masks = args.masks.split(",")
-    methods = args.inpaint_methods.split(",")
+    base = MAIN_BASELINE[task]
+    if task == "inpaint":
+        variants = [(kind, {"mask_kind": kind}) for kind in args.masks.split(",")]
+        methods = args.inpaint_methods.split(",")
+    else:
+        variants = [(f"x{s}", {"scale": int(s)}) for s in args.scales.split(",")]
+        methods = args.superres_methods.split(",")
     rows, pictures = [], {}
-    for mask_kind in masks:
-        row = {"mask": mask_kind, "metrics": {}, "fd": {}, "seconds": {}, "denoiser_calls": {}}
+    for variant, kw in variants:
+        row = {"variant": variant, "metrics": {}, "fd": {}, "seconds": {}, "denoiser_calls": {}}
         pics = {"truth": x}
         for j, method in enumerate(methods):
-            res = run_batches(model, x, "inpaint", method, args, baselines=j == 0, mask_kind=mask_kind)
-            if j == 0:  # the baselines once per mask
+            res = run_batches(model, x, task, method, args, baselines=j == 0, **kw)
+            if j == 0:  # the baselines once per variant
                 pics["measured"] = res["y_pictures"]
-                harmonic = res["per_image"]["harmonic_fill"]["psnr"]
+                base_psnr = res["per_image"][base]["psnr"]
                 for name, b in res["baselines"].items():
                     pics[name] = b
                     row["metrics"][name] = summary(res["per_image"][name])
                     row["fd"][name] = frechet_distance_from_features(feats(b), f_ref)
             pics[method] = res["reconstruction"]
             row["metrics"][method] = summary(res["per_image"]["reconstruction"])
-            row["metrics"][method]["psnr_minus_harmonic"] = paired(res["per_image"]["reconstruction"]["psnr"],
-                                                                   harmonic)
+            row["metrics"][method][f"psnr_minus_{base}"] = paired(res["per_image"]["reconstruction"]["psnr"],
+                                                                  base_psnr)
             row["fd"][method] = frechet_distance_from_features(feats(res["reconstruction"]), f_ref)
             if args.samples > 1:  # the mean of K samples is blurred: FD belongs to single samples
                 row["metrics"][f"{method}_1"] = summary(res["per_image"]["single_sample"])
                 row["fd"][f"{method}_1"] = frechet_distance_from_features(feats(res["single"]), f_ref)
             row["seconds"][method] = round(res["seconds"], 2)
             row["denoiser_calls"][method] = res["settings"]["denoiser_calls"]
-            row["missing_fraction"] = res["settings"]["missing_fraction"]
+            if task == "inpaint":
+                row["missing_fraction"] = res["settings"]["missing_fraction"]
         rows.append(row)
-        pictures[mask_kind] = pics
-        print(f"inpainting, {mask_kind} mask done ({time.perf_counter() - t_start:.0f} s so far)", flush=True)
-    _inpaint_cases(pictures, args.out / "reconstruction-inpaint-cases.png", methods)
-    result = {"part": "inpaint", "run": str(args.mnist_run), "model_step": model.step, "n": len(x),
+        pictures[variant] = pics
+        print(f"{task}, {variant} done ({time.perf_counter() - t_start:.0f} s so far)", flush=True)
+    _mnist_cases(pictures, args.out / f"reconstruction-{task}-cases.png", base, methods)
+    result = {"part": task, "run": str(args.mnist_run), "model_step": model.step, "n": len(x), "baseline": base,
               "test_images": "the last n/10 of each class of mnist5k (training images of the prior: mnist5k has no "
                              "held-out split and no other MNIST is installed)",
               "reference_images": "the first n/10 of each class of mnist5k, disjoint from the test images",
@@ -348,32 +359,35 @@ def run_inpaint(args) -> dict:
               "steps": {m: steps_for(args, m) for m in methods}, "noise": args.noise, "samples": args.samples,
               "eta": args.eta, "rows": rows,
               "seconds": round(time.perf_counter() - t_start, 1)}
-    _print_inpaint(result, methods + [f"{m}_1" for m in methods if args.samples > 1])
+    _print_mnist(result, [base, *methods, *[f"{m}_1" for m in methods if args.samples > 1]])
     return result
 
 
-def _inpaint_cases(pictures, path, methods, k=5):
-    """k test images spread over the classes, for each mask: truth | measured | harmonic fill | methods."""
+def _mnist_cases(pictures, path, base, methods, k=5):
+    """k test images spread over the classes, for each variant: truth | measured | baseline | methods."""
     n = len(next(iter(pictures.values()))["truth"])
     idx = torch.from_numpy(np.linspace(0, n - 1, min(k, n)).round().astype(np.int64))
+    size = pictures[next(iter(pictures))]["truth"].shape[-2:]
+    # low-resolution measurements at full size, nearest neighbour, so every column lines up
+    full = lambda t: torch.nn.functional.interpolate(t, size=size, mode="nearest")  # noqa: E731
     cols = []
-    for name in ["truth", "measured", "harmonic_fill", *methods]:
-        cols.append((LABELS.get(name, name), torch.cat([pictures[m][name][idx] for m in pictures])))
-    side_by_side(cols, path, {"measured": [m for m in pictures for _ in idx]})
+    for name in ["truth", "measured", base, *methods]:
+        cols.append((LABELS.get(name, name), torch.cat([full(pictures[v][name][idx]) for v in pictures])))
+    side_by_side(cols, path, {"measured": [v for v in pictures for _ in idx]})
 
 
-def _print_inpaint(res, methods):
-    names = ["harmonic_fill", *methods]
-    print(f"\n### Inpainting mnist5k, n = {res['n']}: PSNR dB (mean +- std) / SSIM, and FD to {res['n']} real images "
-          f"(floor: true images, {res['fd_floor']:.3f})")
-    print("| mask | " + " | ".join(label(m) for m in names) + " |")
+def _print_mnist(res, names):
+    print(f"\n### {res['part']} on mnist5k, n = {res['n']}: PSNR dB (mean +- std) / SSIM, and FD to {res['n']} real "
+          f"images (floor: true images, {res['fd_floor']:.3f})")
+    print("| variant | " + " | ".join(label(m) for m in names) + " |")
     print("|---" * (len(names) + 1) + "|")
     for r in res["rows"]:
         cells = [f"{r['metrics'][m]['psnr']['mean']:.2f} +- {r['metrics'][m]['psnr']['std']:.2f} / "
                  f"{r['metrics'][m]['ssim']['mean']:.3f}, FD {r['fd'][m]:.3f}" for m in names]
-        print(f"| {r['mask']} ({100 * r['missing_fraction']:.0f}% missing) | " + " | ".join(cells) + " |")
+        missing = f" ({100 * r['missing_fraction']:.0f}% missing)" if "missing_fraction" in r else ""
+        print(f"| {r['variant']}{missing} | " + " | ".join(cells) + " |")
     for r in res["rows"]:
-        print(f"  {r['mask']}: seconds " + ", ".join(f"{m} {s:.0f}" for m, s in r["seconds"].items()))
+        print(f"  {r['variant']}: seconds " + ", ".join(f"{m} {s:.0f}" for m, s in r["seconds"].items()))
     print(f"time: {res['seconds']:.0f} s")
 
 
@@ -382,7 +396,7 @@ def _print_inpaint(res, methods):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", choices=["all", "mri", "inpaint"], default="all")
+    ap.add_argument("--part", choices=["all", "mri", "inpaint", "superres"], default="all")
     ap.add_argument("--mri-run", type=Path, help="a run trained on phantoms (diffusekit train --data phantoms)")
     ap.add_argument("--mnist-run", type=Path, default=Path("runs/ttq/ours"), help="a run trained on mnist5k")
     ap.add_argument("--n", type=int, default=16, help="held-out phantoms (default: 16)")
@@ -396,6 +410,8 @@ def main():
     ap.add_argument("--inpaint-n", type=int, default=200, help="mnist5k test images, a multiple of 10")
     ap.add_argument("--inpaint-methods", default="ddnm,repaint")
     ap.add_argument("--masks", default="box,half")
+    ap.add_argument("--superres-methods", default="ddnm")
+    ap.add_argument("--scales", default="2,4", help="super-resolution factors on 28x28 (default: 2,4)")
     ap.add_argument("--steps", type=int, help="solver steps for every method (default: ddnm 100, repaint 50, "
                                               "dps 100)")
     ap.add_argument("--noise", type=float, default=0.0, help="measurement noise sigma_y (default: 0)")
@@ -419,9 +435,10 @@ def main():
                      "--out runs/phantoms --minutes 30), or use --part inpaint")
         res = run_mri(args)
         (args.out / "reconstruction-mri.json").write_text(json.dumps({**res, **env}, indent=2))
-    if args.part in ("all", "inpaint"):
-        res = run_inpaint(args)
-        (args.out / "reconstruction-inpaint.json").write_text(json.dumps({**res, **env}, indent=2))
+    for task in ("inpaint", "superres"):
+        if args.part in ("all", task):
+            res = run_mnist(args, task)
+            (args.out / f"reconstruction-{task}.json").write_text(json.dumps({**res, **env}, indent=2))
     print(f"\nwritten to {args.out}")
 
 

@@ -2,6 +2,7 @@
 DPMSolverMultistepScheduler loop on the same network, and peak memory of training and sampling.
 
     python benchmarks/sampling.py RUN_DIR [--n 300] [--out DIR]
+    python benchmarks/sampling.py RUN_DIR --n 1000 --steps 10 --samplers ddpm,heun,heun:s_churn=1 --skip-speed
 
 1. Quality vs steps: Frechet distance (classifier features, n samples vs n real, with the real-vs-real floor at the
    same n) of each sampler at 1000 (DDPM), 250, 100, 50, 20, 10 and 5 steps; a plot (quality_vs_steps.png).
@@ -28,17 +29,34 @@ from diffusekit.runs import TrainedModel
 STEPS = (250, 100, 50, 20, 10, 5)
 
 
-def quality_vs_steps(model, data, n, samplers, steps_list=STEPS):
+def parse_sampler(spec: str) -> tuple[str, dict]:
+    """'heun' -> ('heun', {}); 'heun:s_churn=1:s_tmin=0.05' -> ('heun', {'s_churn': 1.0, 's_tmin': 0.05});
+    values are numbers except spacing=NAME (the sigma ladder)."""
+    name, *opts = spec.split(":")
+    options = {}
+    for o in opts:
+        k, _, v = o.partition("=")
+        if not v:
+            raise SystemExit(f"sampler option {o!r} in {spec!r} is not KEY=VALUE")
+        options[k] = v if k == "spacing" else float(v)
+    dk.SamplerConfig(name, 10, options.get("spacing"), {k: v for k, v in options.items() if k != "spacing"})
+    return name, options
+
+
+def quality_vs_steps(model, data, n, samplers, steps_list=STEPS, seeds=(2,)):
+    """FD of each sampler spec at each step count (DDPM also at 1000), one row per seed."""
     rows = []
-    for sampler in samplers:
-        for steps in ((1000,) + tuple(steps_list) if sampler == "ddpm" else steps_list):
-            t0 = time.perf_counter()
-            x = model.sample(n, sampler=sampler, steps=steps, seed=2, batch=250)
-            res = evaluate(x, data, metrics=("fd",), n=n, progress=False)
-            rows.append({"sampler": sampler, "steps": steps, "fd": res["fd"]["value"], "floor": res["fd"]["floor"],
-                         "seconds": time.perf_counter() - t0})
-            print(f"  {sampler:16s} {steps:5d} steps: FD {rows[-1]['fd']:.3f} ({rows[-1]['seconds']:.0f} s)",
-                  flush=True)
+    for spec in samplers:
+        sampler, options = parse_sampler(spec)
+        for steps in ((1000,) + tuple(steps_list) if spec == "ddpm" else steps_list):
+            for seed in seeds:
+                t0 = time.perf_counter()
+                x = model.sample(n, sampler=sampler, steps=steps, seed=seed, batch=250, **options)
+                res = evaluate(x, data, metrics=("fd",), n=n, progress=False)
+                rows.append({"sampler": spec, "steps": steps, "seed": seed, "fd": res["fd"]["value"],
+                             "floor": res["fd"]["floor"], "seconds": time.perf_counter() - t0})
+                print(f"  {spec:16s} {steps:5d} steps, seed {seed}: FD {rows[-1]['fd']:.3f} "
+                      f"({rows[-1]['seconds']:.0f} s)", flush=True)
     return rows
 
 
@@ -112,7 +130,11 @@ def plot(rows, floor, path):
                (100, 100, 100), (180, 0, 100)]
     samplers = list(dict.fromkeys(r["sampler"] for r in rows))
     for i, s in enumerate(samplers):
-        pts = sorted((X(r["steps"]), Y(r["fd"])) for r in rows if r["sampler"] == s)
+        by_steps = {}  # steps -> FDs over seeds; the line goes through their means
+        for r in rows:
+            if r["sampler"] == s:
+                by_steps.setdefault(r["steps"], []).append(r["fd"])
+        pts = sorted((X(k), Y(statistics.mean(v))) for k, v in by_steps.items())
         d.line(pts, fill=colours[i % len(colours)], width=2)
         d.text((m + 6, m + 6 + 12 * i), s, fill=colours[i % len(colours)])
     d.line([(m, Y(floor)), (W - m, Y(floor))], fill=(160, 160, 160))
@@ -128,10 +150,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run_dir", type=Path)
     ap.add_argument("--n", type=int, default=300)
-    ap.add_argument("--samplers", default=",".join(dk.SAMPLERS))
+    ap.add_argument("--samplers", default=",".join(dk.SAMPLERS),
+                    help="comma-separated samplers, each with options as NAME:KEY=VALUE:... (e.g. heun:s_churn=1)")
+    ap.add_argument("--seeds", default="2", help="comma-separated sampling seeds; one row per seed (default: 2)")
     ap.add_argument("--out", type=Path, help="default: RUN_DIR/bench")
     ap.add_argument("--steps", default=",".join(map(str, STEPS)), help="step counts (DDPM also runs 1000)")
     ap.add_argument("--skip-quality", action="store_true")
+    ap.add_argument("--skip-speed", action="store_true", help="skip the speed and memory parts")
     args = ap.parse_args()
     out = args.out or args.run_dir / "bench"
     out.mkdir(parents=True, exist_ok=True)
@@ -139,16 +164,18 @@ def main():
     data = model.info["train"]["data"]
     result = {"run": str(args.run_dir), "steps_trained": model.step, "torch": torch.__version__,
               "threads": torch.get_num_threads()}
-    print("sampling speed (images/s, batch 64, 20-step DPM-Solver++(2M)):")
-    result["speed"] = sampling_speed(model)
-    for k, v in result["speed"].items():
-        print(f"  {k:22s} {v:8.1f}")
-    result["peak_rss_mib"] = peak_memory(args.run_dir, data, out)
-    print(f"peak memory (MiB): {result['peak_rss_mib']}")
+    if not args.skip_speed:
+        print("sampling speed (images/s, batch 64, 20-step DPM-Solver++(2M)):")
+        result["speed"] = sampling_speed(model)
+        for k, v in result["speed"].items():
+            print(f"  {k:22s} {v:8.1f}")
+        result["peak_rss_mib"] = peak_memory(args.run_dir, data, out)
+        print(f"peak memory (MiB): {result['peak_rss_mib']}")
     if not args.skip_quality:
         print(f"quality vs steps (FD at n={args.n}):")
         rows = quality_vs_steps(model, data, args.n, args.samplers.split(","),
-                                tuple(int(v) for v in args.steps.split(",")))
+                                tuple(int(v) for v in args.steps.split(",")),
+                                tuple(int(v) for v in args.seeds.split(",")))
         result["quality"] = rows
         plot(rows, rows[0]["floor"], out / "quality_vs_steps.png")
     (out / "sampling.json").write_text(json.dumps(result, indent=2))

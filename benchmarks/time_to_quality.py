@@ -14,6 +14,10 @@ features against n real images, beside the real-vs-real floor at the same n.
                --mixed_precision bf16) and with batch 64 rather than their 16 (faster per image on this CPU)
 
     python benchmarks/time_to_quality.py --minutes 15 --diffusers-minutes 20 --out runs/ttq
+    OMP_NUM_THREADS=1 python benchmarks/time_to_quality.py --parallel --minutes 6 --diffusers-minutes 15 --eval-minutes 1
+
+With --parallel the two train at the same time in two processes (give each one thread, as above), so both see the
+same machine and the same load for the whole run; otherwise they run one after the other.
 Writes OUT/ttq.json and OUT/ttq.png (FD against training minutes) and prints a markdown table.
 """
 
@@ -42,7 +46,7 @@ def quality(denoiser, shape, n, seed=1, batch=250):
     return torch.cat(xs)
 
 
-def run_ours(args, out):
+def run_ours(args, out, result_file=None):
     cfg = TrainConfig(data=args.data, out=str(out / "ours"), minutes=args.minutes, model=args.model,
                       eval_minutes=args.eval_minutes, eval_samples=args.n, checkpoint_every=100000)
     train(cfg, progress=False)
@@ -50,7 +54,26 @@ def run_ours(args, out):
     curve = [(r["elapsed_s"] / 60, r["eval"]["fd"], r["eval"]["fd_floor"]) for r in rows if "eval" in r]
     params = json.loads((out / "ours" / "run.json").read_text())["params"]
     steps = max(r["step"] for r in rows)
-    return {"params": params, "curve": curve, "steps": steps}
+    result = {"params": params, "curve": curve, "steps": steps, "threads": torch.get_num_threads()}
+    if result_file is not None:
+        Path(result_file).write_text(json.dumps(result))
+    return result
+
+
+def run_parallel(args):
+    """Ours in a child process while the diffusers loop trains here; returns (ours, theirs)."""
+    import multiprocessing as mp
+
+    from diffusekit.nets import UNet, unet_config
+
+    target = param_count(UNet(unet_config(args.model, load_data(args.data).x.shape[1])))
+    child = mp.get_context("spawn").Process(target=run_ours, args=(args, args.out, args.out / "ours.json"))
+    child.start()
+    theirs = run_diffusers(args, target)
+    child.join()
+    if child.exitcode != 0:
+        raise SystemExit(f"our training process failed (exit code {child.exitcode})")
+    return json.loads((args.out / "ours.json").read_text()), theirs
 
 
 def run_diffusers(args, target_params):
@@ -151,22 +174,31 @@ def main():
     ap.add_argument("--batch", type=int, default=64, help="the diffusers loop's batch")
     ap.add_argument("--out", type=Path, default=Path("runs/ttq"))
     ap.add_argument("--skip-ours", action="store_true", help="reuse OUT/ours from an earlier run")
+    ap.add_argument("--parallel", action="store_true",
+                    help="train both at the same time in two processes (side by side under the same load)")
+    ap.add_argument("--plot-only", action="store_true", help="redraw OUT/ttq.png from OUT/ttq.json")
     args = ap.parse_args()
+    if args.plot_only:
+        _plot(json.loads((args.out / "ttq.json").read_text()), args.out / "ttq.png")
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     if args.skip_ours:
         rows = [json.loads(x) for x in open(args.out / "ours" / "metrics.jsonl")]
         ours = {"params": json.loads((args.out / "ours" / "run.json").read_text())["params"],
                 "curve": [(r["elapsed_s"] / 60, r["eval"]["fd"], r["eval"]["fd_floor"]) for r in rows if "eval" in r],
                 "steps": max(r["step"] for r in rows)}
+        theirs = run_diffusers(args, ours["params"])
+    elif args.parallel:
+        ours, theirs = run_parallel(args)
     else:
         ours = run_ours(args, args.out)
-    theirs = run_diffusers(args, ours["params"])
+        theirs = run_diffusers(args, ours["params"])
     target = min(fd for _, fd, _ in theirs["curve"])  # the best the diffusers loop reached in its budget
     t_ours, t_theirs = time_to(ours["curve"], target), time_to(theirs["curve"], target)
     result = {"data": args.data, "n": args.n, "target_fd": target, "ours": ours, "diffusers": theirs,
               "minutes_to_target": {"ours": t_ours, "diffusers": t_theirs},
               "ratio": None if t_ours is None or not t_theirs else t_ours / t_theirs, "torch": torch.__version__,
-              "threads": torch.get_num_threads()}
+              "threads": torch.get_num_threads(), "parallel": args.parallel}
     (args.out / "ttq.json").write_text(json.dumps(result, indent=2))
     print(f"\n| | params | steps | best FD (n={args.n}) | minutes to FD <= {target:.3f} |")
     print("|---|---|---|---|---|")
@@ -200,6 +232,14 @@ def _plot(result, path):
     floor = result["ours"]["curve"][-1][2]
     d.line([(m, Y(floor)), (W - m, Y(floor))], fill=(120, 120, 120))
     d.text((m + 4, Y(floor) - 12), "real-vs-real floor", fill=(120, 120, 120))
+    target = result["target_fd"]  # the diffusers loop's best: the FD both are timed to
+    for x0 in range(m, W - m, 12):
+        d.line([(x0, Y(target)), (x0 + 6, Y(target))], fill=(0, 0, 0))
+    d.text((W - m - 150, Y(target) + 4), f"target FD {target:.0f}", fill="black")
+    for fd in (10, 20, 50, 100, 200, 500, 1000, 2000):
+        if lo <= math.log(fd) <= hi:
+            d.line([(m - 4, Y(fd)), (m, Y(fd))], fill="black")
+            d.text((m - 34, Y(fd) - 6), str(fd), fill="black")
     d.text((m, H - m + 8), f"0 .. {tmax:.0f} training minutes", fill="black")
     d.text((m, 10), f"FD (log scale, n={result['n']}) on {result['data']}", fill="black")
     img.save(path)
