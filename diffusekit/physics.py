@@ -144,13 +144,21 @@ def gaussian_binned_spectrum(p_modes, edges=None) -> tuple[np.ndarray, np.ndarra
     return mean, np.sqrt(2 * sq) / counts
 
 
-def compare_spectra(a: Spectrum, b: Spectrum) -> dict[str, np.ndarray]:
+def compare_spectra(a: Spectrum, b: Spectrum, null: bool = False) -> dict[str, np.ndarray]:
     """Per-band relative error of a against b: rel_err = P_a / P_b - 1, its standard error sigma_rel (from both
-    batches' sampling noise, first order), and z = rel_err / sigma_rel."""
+    batches' sampling noise, first order), and z = rel_err / sigma_rel.
+
+    null=True: sigma_rel under the hypothesis being tested, that a is drawn like b: a's standard error is b's
+    per-field scatter at a's batch size. Use it to pass or fail samples: otherwise samples that scatter more than
+    the data (a few fields full of noise) would widen their own tolerance."""
     if a.power.shape != b.power.shape:
         raise ValueError(f"compare_spectra: {len(a.power)} bins vs {len(b.power)}; compare fields of one size")
     rel = a.power / b.power - 1
-    sigma = np.sqrt((a.stderr / b.power) ** 2 + (a.power * b.stderr / b.power**2) ** 2)
+    if null:
+        se_a = b.stderr * np.sqrt(b.n_fields / a.n_fields)
+        sigma = np.sqrt(se_a**2 + b.stderr**2) / b.power
+    else:
+        sigma = np.sqrt((a.stderr / b.power) ** 2 + (a.power * b.stderr / b.power**2) ** 2)
     return {"k": a.k, "rel_err": rel, "sigma_rel": sigma, "z": rel / sigma}
 
 
@@ -234,11 +242,12 @@ def compare_fields(samples, data, rel_tol: float = 0.1, z_tol: float = 3.0, hist
                    edges=HIST_EDGES) -> FieldReport:
     """Judge generated fields by physics: power spectrum per band and one-point histogram against the data's.
 
-    Defaults: each band's power within 10 % (plus 3 standard errors of sampling noise), and a histogram total
+    Defaults: each band's power within 10 % (plus 3 standard errors of sampling noise, under the hypothesis that
+    the samples are drawn like the data: `compare_spectra(null=True)`), and a histogram total
     variation within 0.02 of what two halves of the data differ by. State the tolerances with any result.
     """
     a, b = power_spectrum(samples), power_spectrum(data)
-    c = compare_spectra(a, b)
+    c = compare_spectra(a, b, null=True)
     band_ok = np.abs(c["rel_err"]) <= rel_tol + z_tol * np.nan_to_num(c["sigma_rel"])
     hs, hd = one_point_histogram(samples, edges), one_point_histogram(data, edges)
     tv = histogram_distance(hs, hd)

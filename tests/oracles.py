@@ -37,6 +37,19 @@ class GaussianOracle:
         return (self.mu + (z * scale) @ self.U.T)[..., None]
 
 
+class FieldOracle:
+    """Stationary Gaussian fields (B, 1, S, S) with per-mode spectrum P_k on the fft2 grid (sum_k P_k / S^2 = the
+    pixel variance, as `diffusekit.data.fields.grf_power`): the exact denoiser is the Wiener filter,
+    E[x0 | x] = IFFT(P / (P + sigma^2) FFT(x)), mode by mode (white noise has P = sigma^2 in these units)."""
+
+    def __init__(self, power):
+        self.power = torch.as_tensor(power, dtype=torch.float64)
+
+    def __call__(self, x, sigma, cond=None):
+        gain = self.power / (self.power + float(sigma) ** 2)
+        return torch.fft.ifft2(torch.fft.fft2(x.double()) * gain).real.to(x.dtype)
+
+
 class MixtureOracle:
     """Data sum_k w_k N(mu_k, diag(var_k)). E[x0 | x] = sum_k r_k(x) (mu_k + var_k / (var_k + sigma^2) (x - mu_k)),
     with responsibilities r_k(x) proportional to w_k N(x; mu_k, var_k + sigma^2)."""

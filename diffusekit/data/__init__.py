@@ -4,6 +4,7 @@
     ds = load_data("digits")                  # built-in (see BUILTINS); the default
     ds = load_data("photos/", image_size=32)  # a folder of PNG/JPEG/WebP; sub-folders become classes
     ds = load_data("signals.npz")             # (N, C, *spatial) arrays
+    ds = load_data("clips/")                  # a folder of animated GIFs: video (N, C, T, H, W)
     ds.x        # float32 (N, C, *spatial) in [-1, 1]
     ds.labels   # int64 (N,) or None; ds.class_names, ds.num_classes
     ds.to_uint8(ds.x[:16])  # uint8 (16, *spatial, C) for saving
@@ -22,6 +23,7 @@ from .builtin import BUILTIN_NAMES, BUILTINS, REGISTRY
 from .dataset import DataError, InMemoryDataset, convert_channels, resize_square, to_uint8
 from .folder import IMAGE_EXTENSIONS, load_folder
 from .signals import WAV_EXTENSIONS, is_wav_folder, load_signals
+from .video import is_clip_folder, load_clip_folder
 
 DEFAULT_DATA = "digits"  # embedded, 1,797 real images, loads in about a second
 
@@ -43,6 +45,8 @@ def load_data(spec: str | os.PathLike = DEFAULT_DATA, image_size: int | None = N
         path = Path(text).expanduser()
         if path.is_dir() and is_wav_folder(path):  # .wav files and no images: one signal per file
             ds = load_signals(path)
+        elif path.is_dir() and is_clip_folder(path):  # animated GIFs and no images: one clip per file
+            ds = load_clip_folder(path)
         elif path.is_dir():
             return load_folder(path, image_size, channels)  # sizes and channels are handled while reading
         elif not path.exists():
@@ -52,7 +56,8 @@ def load_data(spec: str | os.PathLike = DEFAULT_DATA, image_size: int | None = N
         elif path.suffix.lower() not in (".npy", ".npz"):
             raise DataError(
                 f"{path}: unsupported file type {path.suffix or '(none)'!r}; give a folder of images "
-                f"({', '.join(IMAGE_EXTENSIONS)}) or of .wav files, a .wav, a .npy/.npz array, or a built-in name "
+                f"({', '.join(IMAGE_EXTENSIONS)}), of .wav files or of GIF clips, a .wav, a .npy/.npz array, or a "
+                f"built-in name "
                 f"({_names()})"
             )
         else:

@@ -25,12 +25,18 @@ readable in a GIF. At the default speeds a digit crosses the frame in 5..16 fram
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .dataset import DataError, InMemoryDataset
-from .signals import GeneratedDataset
+from .folder import IMAGE_EXTENSIONS, _folder_labels
+from .signals import WAV_EXTENSIONS, GeneratedDataset, _list_files, _tally
+
+CLIP_EXTENSIONS = (".gif",)
 
 VIDEO_N = 2000  # 66 MB at 8 x 32 x 32 float32; enough distinct clips for a CPU-sized 3-D UNet
 FRAMES = 8
@@ -98,10 +104,60 @@ def load_moving_digits() -> GeneratedDataset:
     return make_moving_digits()
 
 
+def is_clip_folder(folder: str | os.PathLike) -> bool:
+    """True when `folder` holds animated GIFs and no images or WAVs: what `load_data` sends to `load_clip_folder`."""
+    suffixes = {p.suffix.lower() for p in _list_files(Path(folder))}
+    return bool(suffixes & set(CLIP_EXTENSIONS)) and not suffixes & set(IMAGE_EXTENSIONS + WAV_EXTENSIONS)
+
+
+def load_clip_folder(folder: str | os.PathLike, fit: str = "error") -> GeneratedDataset:
+    """Every GIF under `folder`, one clip each: x (N, C, T, H, W) in [-1, 1] (uint8 v -> v / 127.5 - 1), C = 1
+    when every frame of every clip is gray, else 3. Labels from one sub-folder per class, as for images.
+    All clips need one frame size; for different frame counts fit='crop' keeps the first frames of each up to the
+    shortest clip's count, fit='error' (default) refuses and says which files differ."""
+    from PIL import Image, ImageSequence
+
+    folder = Path(folder)
+    if fit not in ("error", "crop"):
+        raise DataError(f"{folder}: fit must be 'error' or 'crop'; got {fit!r}")
+    files = [p for p in _list_files(folder) if p.suffix.lower() in CLIP_EXTENSIONS]
+    if not files:
+        raise DataError(f"folder {folder} has no clips ({', '.join(CLIP_EXTENSIONS)} files)")
+    clips = []
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                frames = [np.asarray(fr.convert("RGB")) for fr in ImageSequence.Iterator(im)]  # (H, W, 3) each
+        except OSError as e:
+            raise DataError(f"{f}: not a readable GIF ({e})") from e
+        clips.append(np.stack(frames))  # (T, H, W, 3)
+    rel = lambda p: p.relative_to(folder).as_posix()  # noqa: E731
+    sizes = [f"{c.shape[2]}x{c.shape[1]}" for c in clips]
+    if len(set(sizes)) > 1:
+        raise DataError(f"{folder}: clips have different frame sizes ({_tally(sizes, files, rel, 'px')}); resize "
+                        f"them to one size first")
+    lengths = [len(c) for c in clips]
+    notes = []
+    if len(set(lengths)) > 1:
+        if fit == "error":
+            raise DataError(f"{folder}: clips have different lengths ({_tally(lengths, files, rel, 'frames')}); "
+                            f"pass fit='crop' (keep the first {min(lengths)} frames of each) or cut them to one "
+                            f"length first")
+        notes.append(f"{sum(n != min(lengths) for n in lengths)} clips cropped to their first {min(lengths)} frames")
+        clips = [c[: min(lengths)] for c in clips]
+    x = np.stack(clips).transpose(0, 4, 1, 2, 3)  # (N, 3, T, H, W)
+    gray = bool((x[:, :1] == x).all())
+    x = torch.from_numpy(np.ascontiguousarray(x[:, :1] if gray else x)).float() / 127.5 - 1
+    labels, class_names = _folder_labels(folder, files, files)
+    return GeneratedDataset(x, labels, class_names, name=folder.name or str(folder), source=str(folder),
+                            notes=notes + [f"{len(files)} GIF clips, {'gray' if gray else 'RGB'}"])
+
+
 def _mnist5k() -> InMemoryDataset:
     from . import load_data  # on use: the package imports this module's loader through its registry
 
     return load_data("mnist5k")
 
 
-__all__ = ["FRAMES", "load_moving_digits", "make_moving_digits"]
+__all__ = ["CLIP_EXTENSIONS", "FRAMES", "is_clip_folder", "load_clip_folder", "load_moving_digits",
+           "make_moving_digits"]
