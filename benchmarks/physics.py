@@ -14,7 +14,10 @@ grf (fields (n, 1, S, S)):
                     8-16 for S = 32); per band the relative error P_samples / P_A - 1 with its sampling noise sigma,
                     the floor P_B / P_A - 1, and against the analytic spectrum of the data's definition
                     (data.fields.grf_power, exact per-band scatter from physics.gaussian_binned_spectrum).
-                    TOLERANCE: a band passes when |rel_err| <= 10 % + 3 sigma (vs A; sigma from both sets' spread).
+                    TOLERANCE: a band passes when |rel_err| <= 10 % + 3 sigma (vs A; sigma under the hypothesis
+                    tested, samples drawn like the data: from A's spread at both sets' sizes).
+                    Sampler: use --sampler heun --steps 50 for grf. Strided DDPM (fixed-small variance) loses
+                    fine-scale power even with the exact denoiser (tests/test_video_fields.py).
     one-point       histogram (40 bins on [-1, 1]) total variation, Wasserstein-1 and Kolmogorov-Smirnov of pixel
                     values, each with its floor; mean, std, skew, excess kurtosis of samples, A and the analytic
                     Gaussian (0, std, 0, 0). TOLERANCE: TV <= floor + 0.02.
