@@ -46,18 +46,18 @@ def quality(denoiser, shape, n, seed=1, batch=250):
     return torch.cat(xs)
 
 
-def run_ours(args, out, result_file=None):
+def train_ours(args, out):
     cfg = TrainConfig(data=args.data, out=str(out / "ours"), minutes=args.minutes, model=args.model,
                       eval_minutes=args.eval_minutes, eval_samples=args.n, checkpoint_every=100000)
     train(cfg, progress=False)
+
+
+def read_ours(out):
+    """Our side's parameters, FD curve (minutes, FD, floor) and steps, from the run it wrote in OUT/ours."""
     rows = [json.loads(x) for x in open(out / "ours" / "metrics.jsonl")]
-    curve = [(r["elapsed_s"] / 60, r["eval"]["fd"], r["eval"]["fd_floor"]) for r in rows if "eval" in r]
-    params = json.loads((out / "ours" / "run.json").read_text())["params"]
-    steps = max(r["step"] for r in rows)
-    result = {"params": params, "curve": curve, "steps": steps, "threads": torch.get_num_threads()}
-    if result_file is not None:
-        Path(result_file).write_text(json.dumps(result))
-    return result
+    return {"params": json.loads((out / "ours" / "run.json").read_text())["params"],
+            "curve": [(r["elapsed_s"] / 60, r["eval"]["fd"], r["eval"]["fd_floor"]) for r in rows if "eval" in r],
+            "steps": max(r["step"] for r in rows)}
 
 
 def run_parallel(args):
@@ -66,14 +66,15 @@ def run_parallel(args):
 
     from diffusekit.nets import UNet, unet_config
 
+    # our run.json does not exist yet: the parameter count the diffusers net is matched to, from the same preset
     target = param_count(UNet(unet_config(args.model, load_data(args.data).x.shape[1])))
-    child = mp.get_context("spawn").Process(target=run_ours, args=(args, args.out, args.out / "ours.json"))
+    child = mp.get_context("spawn").Process(target=train_ours, args=(args, args.out))
     child.start()
     theirs = run_diffusers(args, target)
     child.join()
     if child.exitcode != 0:
         raise SystemExit(f"our training process failed (exit code {child.exitcode})")
-    return json.loads((args.out / "ours.json").read_text()), theirs
+    return read_ours(args.out), theirs
 
 
 def run_diffusers(args, target_params):
@@ -181,17 +182,15 @@ def main():
     if args.plot_only:
         _plot(json.loads((args.out / "ttq.json").read_text()), args.out / "ttq.png")
         return
+    if args.parallel and args.skip_ours:
+        ap.error("--parallel trains both side by side; --skip-ours reuses an earlier run of ours: choose one")
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.skip_ours:
-        rows = [json.loads(x) for x in open(args.out / "ours" / "metrics.jsonl")]
-        ours = {"params": json.loads((args.out / "ours" / "run.json").read_text())["params"],
-                "curve": [(r["elapsed_s"] / 60, r["eval"]["fd"], r["eval"]["fd_floor"]) for r in rows if "eval" in r],
-                "steps": max(r["step"] for r in rows)}
-        theirs = run_diffusers(args, ours["params"])
-    elif args.parallel:
+    if args.parallel:
         ours, theirs = run_parallel(args)
     else:
-        ours = run_ours(args, args.out)
+        if not args.skip_ours:
+            train_ours(args, args.out)
+        ours = read_ours(args.out)
         theirs = run_diffusers(args, ours["params"])
     target = min(fd for _, fd, _ in theirs["curve"])  # the best the diffusers loop reached in its budget
     t_ours, t_theirs = time_to(ours["curve"], target), time_to(theirs["curve"], target)
