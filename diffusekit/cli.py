@@ -35,7 +35,8 @@ def _add_train(sub):
                     "samples/) stays in --out. Settings not given on the command line come from --config, then "
                     "from the defaults (diffusekit.train.TrainConfig).\n\nbuilt-in data:\n" +
                     "\n".join(f"  {k:14s} {v}" for k, v in BUILTINS.items()))
-    p.add_argument("--data", help="built-in name, a folder of images (PNG/JPEG/WebP), or a .npy/.npz array "
+    p.add_argument("--data", help="built-in name, a folder of images (PNG/JPEG/WebP), a folder of .wav files or "
+                                  "one .wav, a folder of animated GIFs (video clips), or a .npy/.npz array "
                                   "(N, C, *spatial) (default: digits)")
     p.add_argument("--out", help="run directory (default: runs/<data name>)")
     budget = p.add_mutually_exclusive_group()
