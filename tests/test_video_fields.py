@@ -165,8 +165,7 @@ def test_samplers_on_the_exact_grf_denoiser(sampler, steps, passes):
     """The grf's exact denoiser (a Wiener filter) through our samplers, judged by `compare_fields` as the physics
     benchmark judges models. Heun reproduces the spectrum; 100 strided DDPM steps do not: with fixed-small
     variance each step drops the posterior variance of x0, so modes whose power is near the step's noise level
-    (the fine scales) come out too weak (even 1000 steps lose ~15 % in the finest bins, measured). That is why the
-    physics benchmark samples grf with heun."""
+    (the fine scales) come out too weak. That is why the physics benchmark samples grf with heun."""
     from oracles import FieldOracle
 
     import diffusekit as dk
