@@ -14,6 +14,7 @@ examples:
   diffusekit train --data mnist5k --out runs/mnist --minutes 15
   diffusekit train --data photos/ --image-size 32 --steps 20000 --model base
   diffusekit train --out runs/digits --resume --minutes 10        # continue where it stopped
+  diffusekit train --data phantoms --init runs/phantoms --loss-weighting uniform --out runs/ft --steps 500
   torchrun --nproc_per_node 2 -m diffusekit train --data mnist5k --out runs/ddp --steps 2000
   diffusekit sample runs/digits --num 64 --sampler dpmpp-2m --steps 20 --out samples.npz --grid samples.png
   diffusekit show runs/digits                        # forward and reverse process as PNG strips and a GIF
@@ -46,6 +47,10 @@ def _add_train(sub):
     p.add_argument("--config", type=Path, help="a JSON file of training settings (TrainConfig fields)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint, "
                                                          "exactly as if it had never stopped")
+    p.add_argument("--init", dest="init_from", metavar="RUN_DIR",
+                   help="fine-tune: start from the EMA weights of RUN_DIR's latest checkpoint, with this run's "
+                        "settings (loss weighting, lr, batch, ...); the network, schedule and prediction are "
+                        "RUN_DIR's; the optimizer and step count start afresh")
     p.add_argument("--image-size", type=int, help="resize images to this size (folders: median size, max 64)")
     p.add_argument("--cond", choices=["label", "text"],
                    help="label: class-conditional training on the data's labels; text: text-to-image on captioned "
@@ -77,7 +82,7 @@ def cmd_train(a) -> int:
     overrides = {k: getattr(a, k) for k in ("data", "out", "steps", "minutes", "model", "image_size", "cond",
                                             "p_uncond", "batch_size", "lr", "schedule", "prediction",
                                             "loss_weighting", "sample_every", "checkpoint_every", "sample_sampler",
-                                            "precision", "device", "seed", "eval_every")}
+                                            "precision", "device", "seed", "eval_every", "init_from")}
     if a.config:
         config = TrainConfig.from_json_file(a.config, **overrides)
     else:
@@ -86,6 +91,8 @@ def cmd_train(a) -> int:
         config.out = f"runs/{Path(str(config.data).rstrip('/')).stem}"
     if config.steps is None and config.minutes is None and not a.resume:
         config.minutes = 5.0
+    if a.resume and a.init_from:
+        raise ValueError("--init starts a new run from another run's weights; --resume continues a run: give one")
     if a.resume and config.steps is None and config.minutes is None:
         raise ValueError("--resume needs the new total budget: --steps N (total) or --minutes M (total)")
     out = train(config, resume=a.resume, progress=not a.no_progress)

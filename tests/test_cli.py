@@ -59,6 +59,10 @@ def test_errors_name_what_is_wrong(run, tmp_path):
     assert r.returncode == 2 and "neither a built-in data set" in r.stderr
     r = dk("train", "--data", "digits", "--out", run, "--steps", "1", check=False)
     assert r.returncode == 2 and "already holds files" in r.stderr
+    r = dk("train", "--out", run, "--resume", "--init", run, "--steps", "9", check=False)
+    assert r.returncode == 2 and "give one" in r.stderr
+    r = dk("train", "--data", "digits", "--init", run, "--out", tmp_path / "ft", "--steps", "1", check=False)
+    assert r.returncode == 2 and "cond='label'" in r.stderr  # the label model cannot start an unconditional run
 
 
 def test_help_teaches():

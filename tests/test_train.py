@@ -52,6 +52,30 @@ def test_refuses_to_overwrite_and_resume_needs_a_run(tmp_path):
         train(TrainConfig(out=str(tmp_path / "none"), steps=1, **TINY), resume=True, progress=False)
 
 
+def test_fine_tune_starts_from_the_other_runs_ema_weights(tmp_path):
+    """--init: the new run's network is the source run's (not the preset's), its weights start at the source's EMA
+    weights (with a vanishing lr one step leaves them there), and a source that does not fit is refused."""
+    src, ft = tmp_path / "src", tmp_path / "ft"
+    train(TrainConfig(out=str(src), steps=3, precision="fp32", **TINY), progress=False)
+    train(TrainConfig(out=str(ft), steps=1, precision="fp32", init_from=str(src), loss_weighting="uniform",
+                      **{**TINY, "model": "small", "lr": 1e-30}), progress=False)
+    info, src_info = (json.loads((r / "run.json").read_text()) for r in (ft, src))
+    assert info["unet"] == src_info["unet"] and info["init_from"]["step"] == 3
+    assert info["train"]["loss_weighting"] == "uniform"
+    start, now = weights(src, "ema"), weights(ft, "model")
+    assert start.keys() == now.keys() and all(torch.allclose(start[k], now[k], rtol=0, atol=1e-12) for k in start)
+    assert not same(weights(src, "model"), now)  # the EMA weights, not the raw ones
+    with pytest.raises(ValueError, match="prediction"):
+        train(TrainConfig(out=str(tmp_path / "a"), steps=1, init_from=str(src), prediction="v", **TINY),
+              progress=False)
+    with pytest.raises(ValueError, match="shape"):
+        train(TrainConfig(out=str(tmp_path / "b"), steps=1, init_from=str(src), image_size=16, **TINY),
+              progress=False)
+    with pytest.raises(FileNotFoundError, match="no run"):
+        train(TrainConfig(out=str(tmp_path / "c"), steps=1, init_from=str(tmp_path / "none"), **TINY),
+              progress=False)
+
+
 def test_checkpoints_are_kept_and_pruned(tmp_path):
     out = tmp_path / "run"
     train(TrainConfig(out=str(out), steps=7, **{**TINY, "checkpoint_every": 2, "keep_last": 2}), progress=False)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from .. import fast
@@ -89,6 +90,31 @@ def _prepare_out(config: TrainConfig, resume: bool, dist: distributed.Dist) -> P
     return out
 
 
+def _init_source(config: TrainConfig, ds, num_classes, captions) -> tuple[dict, Path]:
+    """(run.json, latest checkpoint) of the run to fine-tune from, after checking it fits this run's data and
+    diffusion: weights trained for another shape, conditioning, schedule or target would not mean the same."""
+    src = Path(config.init_from)
+    if not (src / RUN_FILE).exists():
+        raise FileNotFoundError(f"--init: {src} holds no run (no {RUN_FILE})")
+    info = json.loads((src / RUN_FILE).read_text())
+    ckpt = latest_checkpoint(src / "checkpoints")
+    if ckpt is None:
+        raise FileNotFoundError(f"--init: {src} has no checkpoint yet")
+    have, want = list(info["data"]["shape"]), list(ds.x.shape[1:])
+    if have != want:
+        raise ValueError(f"--init: {src} was trained on data of shape {have}; this data is {want}")
+    src_train = info["train"]
+    for key, ours in (("cond", config.cond), ("schedule", config.schedule), ("prediction", config.prediction)):
+        if src_train.get(key) != ours:
+            raise ValueError(f"--init: {src} has {key}={src_train.get(key)!r}, this run {key}={ours!r}; fine-tuning "
+                             f"keeps the conditioning, schedule and prediction of the run it starts from")
+    if num_classes and info["unet"].get("cond_dim") is None:
+        raise ValueError(f"--init: {src} has no label embedding")
+    if captions is not None:
+        check_text_encoder(info["text"])
+    return info, ckpt
+
+
 def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
     """Train a diffusion model as `config` says; returns the run directory. See `diffusekit train --help`."""
     dist = distributed.setup(config.device)
@@ -136,8 +162,11 @@ def _train(config: TrainConfig, resume: bool, progress: bool, dist: distributed.
     if captions is not None:
         overrides.setdefault("context_dim", text_info["dim"])
         text_null = empty_prompt(text_info)  # what a dropped caption becomes, and guidance's unconditional pass
+    init = _init_source(config, ds, num_classes, captions) if config.init_from and not resume else None
     if resume:  # the network the run was built with, even if the presets' defaults changed since
         ucfg = UNetConfig.from_dict(saved["unet"])
+    elif init is not None:  # fine-tuning: the network of the run it starts from
+        ucfg = UNetConfig.from_dict(init[0]["unet"])
     else:
         ucfg = unet_config(config.model, in_channels=ds.x.shape[1], dims=dims, **overrides)
     torch.manual_seed(config.seed)  # weight initialisation
@@ -148,6 +177,8 @@ def _train(config: TrainConfig, resume: bool, progress: bool, dist: distributed.
         amp = torch.autocast(device.type, dtype=torch.bfloat16)
     else:
         amp = fast.autocast(device, dims)
+    if init is not None:  # the EMA weights of the run fine-tuned from: the ones it samples with
+        net.load_state_dict(load_file(str(init[1] / "ema.safetensors")))  # all a fine-tune needs of it
     ema = EMA(net, config.ema_decay)
     opt = fast.adamw(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
@@ -155,6 +186,9 @@ def _train(config: TrainConfig, resume: bool, progress: bool, dist: distributed.
             "prediction": config.prediction, "data": describe_data(ds), "params": param_count(net)}
     if captions is not None:
         info["text"] = text_info
+    if init is not None:
+        info["init_from"] = {"run": str(config.init_from), "checkpoint": str(init[1]),
+                             "step": int(init[1].name.split("-")[-1])}
     step, elapsed, images_seen = 0, 0.0, 0
     data_gen = (0, 0)
     noise_gen = torch.Generator().manual_seed(config.seed + 1)
