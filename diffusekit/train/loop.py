@@ -108,8 +108,9 @@ def _init_source(config: TrainConfig, ds, num_classes, captions) -> tuple[dict, 
         if src_train.get(key) != ours:
             raise ValueError(f"--init: {src} has {key}={src_train.get(key)!r}, this run {key}={ours!r}; fine-tuning "
                              f"keeps the conditioning, schedule and prediction of the run it starts from")
-    if num_classes and info["unet"].get("cond_dim") is None:
-        raise ValueError(f"--init: {src} has no label embedding")
+    if num_classes and info["data"].get("num_classes") != num_classes:
+        raise ValueError(f"--init: {src} was trained on {info['data'].get('num_classes')} classes; this data has "
+                         f"{num_classes}")
     if captions is not None:
         check_text_encoder(info["text"])
     return info, ckpt
