@@ -256,7 +256,7 @@ def run_prior(args, sigmas=(0.01, 0.02, 0.05, 0.1, 0.2, 0.5)) -> dict:
     model = TrainedModel.load(args.mri_run, device=args.device)
     x = _phantoms(args.n, model.shape[-1], args.heldout_seed, model.info["train"].get("image_size"))
     g = torch.Generator().manual_seed(args.seed)
-    psnr = lambda a: stats(image_psnr(a.clamp(-1, 1), x).tolist())["mean"]  # noqa: E731
+    psnr = lambda a: image_psnr(a.clamp(-1, 1), x).mean().item()  # noqa: E731
     rows = []
     for s in sigmas:
         noisy = x + s * torch.randn(x.shape, generator=g)

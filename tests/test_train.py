@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -65,6 +66,10 @@ def test_fine_tune_starts_from_the_other_runs_ema_weights(tmp_path):
     start, now = weights(src, "ema"), weights(ft, "model")
     assert start.keys() == now.keys() and all(torch.allclose(start[k], now[k], rtol=0, atol=1e-12) for k in start)
     assert not same(weights(src, "model"), now)  # the EMA weights, not the raw ones
+    shutil.rmtree(ft / "checkpoints")  # stopped before its first checkpoint: --resume starts from the source again
+    train(TrainConfig(out=str(ft), steps=1), resume=True, progress=False)
+    again = weights(ft, "model")
+    assert all(torch.allclose(start[k], again[k], rtol=0, atol=1e-12) for k in start)
     with pytest.raises(ValueError, match="prediction"):
         train(TrainConfig(out=str(tmp_path / "a"), steps=1, init_from=str(src), prediction="v", **TINY),
               progress=False)

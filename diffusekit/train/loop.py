@@ -163,7 +163,9 @@ def _train(config: TrainConfig, resume: bool, progress: bool, dist: distributed.
     if captions is not None:
         overrides.setdefault("context_dim", text_info["dim"])
         text_null = empty_prompt(text_info)  # what a dropped caption becomes, and guidance's unconditional pass
-    init = _init_source(config, ds, num_classes, captions) if config.init_from and not resume else None
+    resume_from = latest_checkpoint(out / "checkpoints") if resume else None
+    # fine-tuning: the source's weights, unless the run is resumed from a checkpoint of its own
+    init = _init_source(config, ds, num_classes, captions) if config.init_from and resume_from is None else None
     if resume:  # the network the run was built with, even if the presets' defaults changed since
         ucfg = UNetConfig.from_dict(saved["unet"])
     elif init is not None:  # fine-tuning: the network of the run it starts from
@@ -189,12 +191,12 @@ def _train(config: TrainConfig, resume: bool, progress: bool, dist: distributed.
         info["text"] = text_info
     if init is not None:
         info["init_from"] = {"run": str(config.init_from), "checkpoint": str(init[1]),
-                             "step": int(init[1].name.split("-")[-1])}
+                             "step": json.loads((init[1] / "state.json").read_text())["step"]}
     step, elapsed, images_seen = 0, 0.0, 0
     data_gen = (0, 0)
     noise_gen = torch.Generator().manual_seed(config.seed + 1)
-    if resume and (ckpt := latest_checkpoint(out / "checkpoints")) is not None:
-        state, rng = load_checkpoint(ckpt, net, ema.shadow, opt)
+    if resume_from is not None:
+        state, rng = load_checkpoint(resume_from, net, ema.shadow, opt)
         step, elapsed, images_seen = state["step"], state["elapsed_s"], state["images_seen"]
         ema.num_updates = state["ema_updates"]
         data_gen = (state["epoch"], state["pos"])
