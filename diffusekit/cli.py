@@ -49,8 +49,9 @@ def _add_train(sub):
                                                          "exactly as if it had never stopped")
     p.add_argument("--init", dest="init_from", metavar="RUN_DIR",
                    help="fine-tune: start from the EMA weights of RUN_DIR's latest checkpoint, with this run's "
-                        "settings (loss weighting, lr, batch, ...); the network, schedule and prediction are "
-                        "RUN_DIR's; the optimizer and step count start afresh")
+                        "settings (loss weighting, lr, batch, ...); the network is RUN_DIR's, and the data shape, "
+                        "--cond, --schedule and --prediction must match it (checked); the optimizer and step count "
+                        "start afresh")
     p.add_argument("--image-size", type=int, help="resize images to this size (folders: median size, max 64)")
     p.add_argument("--cond", choices=["label", "text"],
                    help="label: class-conditional training on the data's labels; text: text-to-image on captioned "
