@@ -122,10 +122,17 @@ def score_set(model, prompts, attributes, args, w) -> dict:
     per_sample = [p for p in prompts for _ in range(k)]  # prompt i's samples are rows i*k .. i*k + k-1
     x = model.sample(len(per_sample), prompts=per_sample, guidance=w, seed=args.seed, sampler="dpmpp-2m",
                      steps=args.steps, batch=args.batch)
-    scores = score_attributes(x, [a for a in attributes for _ in range(k)])
+    targets = [a for a in attributes for _ in range(k)]
+    scores = score_attributes(x, targets)
+    # one- and two-object prompts apart: a two-object prompt has twice the attributes to get right, and binding
+    # (which colour goes with which kind and place) to get right as well
+    by_objects = {}
+    for m in sorted({len(a) for a in targets}):
+        rows = [i for i, a in enumerate(targets) if len(a) == m]
+        by_objects[str(m)] = {"prompts": len(rows) // k, **score_attributes(x[rows], [targets[i] for i in rows])}
     groups = x.reshape(len(prompts), k, *x.shape[1:])
     diversity = sum(pairwise_rms(g) for g in groups) / len(groups) if k > 1 else None
-    return {**scores, "diversity": diversity}, groups[:, 0]
+    return {**scores, "by_objects": by_objects, "diversity": diversity}, groups[:, 0]
 
 
 def run_text(args) -> dict:
@@ -155,17 +162,19 @@ def run_text(args) -> dict:
         result["scales"].append(row)
         h, t = row["heldout"], row["train"]
         div = "n/a" if h["diversity"] is None else f"{h['diversity']:.3f}"
-        print(f"  guidance {w:g}: held-out match {h['image']:.1%} (colour {h['colour']:.1%}, kind {h['kind']:.1%}), "
-              f"train match {t['image']:.1%}, diversity {div}, {row['seconds']:.0f} s")
+        apart = ", ".join(f"{m} object(s) {v['image']:.1%} of {v['prompts']}" for m, v in h["by_objects"].items())
+        print(f"  guidance {w:g}: held-out match {h['image']:.1%} (colour {h['colour']:.1%}, kind {h['kind']:.1%}; "
+              f"{apart}), train match {t['image']:.1%}, diversity {div}, {row['seconds']:.0f} s", flush=True)
     n = args.prompts * args.per_prompt
-    print(f"\n| guidance | held-out: prompt match | colour | kind | size | position | train: prompt match | "
-          f"diversity (held-out) |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(f"\n| guidance | held-out: prompt match | colour | kind | size | position | one object | two objects | "
+          f"train: prompt match | diversity (held-out) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in result["scales"]:
         h, t = r["heldout"], r["train"]
         div = "n/a" if h["diversity"] is None else f"{h['diversity']:.3f}"
+        one, two = (h["by_objects"].get(m, {}).get("image", float("nan")) for m in ("1", "2"))
         print(f"| {r['guidance']:g} | {h['image']:.1%} | {h['colour']:.1%} | {h['kind']:.1%} | {h['size']:.1%} | "
-              f"{h['position']:.1%} | {t['image']:.1%} | {div} |")
+              f"{h['position']:.1%} | {one:.1%} | {two:.1%} | {t['image']:.1%} | {div} |")
     real = result["real_readback"]
     print(f"\n{args.prompts} prompts x {args.per_prompt} samples = {n} images per set and scale; read-back on the real "
           f"images of the same prompts: held-out {real['heldout']['image']:.1%}, train {real['train']['image']:.1%}")

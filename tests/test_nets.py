@@ -99,6 +99,50 @@ def test_cross_attention_context_changes_output():
     assert not torch.allclose(a, b) and not torch.allclose(b, c)
 
 
+def test_pooled_context_conditions_every_block_and_ignores_padding():
+    """context_pool: the prompt reaches the res blocks through the noise embedding even with no cross-attention at
+    all, and the pooled mean skips masked padding tokens."""
+    cfg = unet_config("tiny", 1, 2, context_dim=6, xattn_levels=(), mid_attn=False, context_pool=True)
+    net = randomized(UNet(cfg)).eval()
+    assert not any(isinstance(m, torch.nn.Linear) and m.in_features == 6 and m is not net.pool_proj
+                   for m in net.modules())  # no cross-attention layer reads the context
+    x, c_noise = inputs(cfg, (8, 8))
+    ctx = torch.randn(2, 3, 6)
+    padded = torch.cat([ctx, 100 * torch.randn(2, 2, 6)], dim=1)
+    mask = torch.tensor([[True] * 3 + [False] * 2] * 2)
+    with torch.no_grad():
+        a, b = net(x, c_noise, context=ctx), net(x, c_noise, context=ctx + 1)
+        assert not torch.allclose(a, b, atol=1e-4)
+        torch.testing.assert_close(net(x, c_noise, context=padded, context_mask=mask), a, atol=1e-5, rtol=1e-5)
+        # the pooled vector is the masked mean: permuting the real tokens changes nothing without cross-attention
+        torch.testing.assert_close(net(x, c_noise, context=ctx.flip(1)), a, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="context_pool"):
+        UNetConfig(context_pool=True)
+
+
+def test_cross_attention_levels_apart_from_self_attention():
+    """xattn_levels puts cross-attention where there is no self-attention (and None keeps the old rule: the
+    attention levels); a config saved before the field existed loads as the net it was."""
+    cfg = unet_config("small", 3, 2, context_dim=8, xattn_levels=(1, 2))
+    net = UNet(cfg)
+    got = {(type(b).__name__, b.res.conv1.out_channels, b.attn is not None, b.xattn is not None)
+           for b in net.down if hasattr(b, "res")}
+    assert ("UNetBlock", 64, False, True) in got  # level 1 (16x16): cross- but no self-attention
+    assert ("UNetBlock", 32, False, False) in got  # level 0: neither
+    assert ("UNetBlock", 64, True, True) in got  # level 2: both
+    old = unet_config("small", 3, 2, context_dim=8).to_dict()
+    del old["xattn_levels"], old["context_pool"]
+    legacy = UNet(UNetConfig.from_dict(old))
+    count = lambda n: sum(b.xattn is not None for b in n.modules() if hasattr(b, "xattn"))  # noqa: E731
+    assert count(legacy) == 6  # level 2: 2 blocks down, 3 up; and the middle
+    assert count(net) == 11  # and level 1's 5
+    assert legacy.pool_proj is None
+    with pytest.raises(ValueError, match="xattn_levels"):
+        unet_config("tiny", 1, 2, context_dim=8, xattn_levels=(2,))
+    x, c_noise = inputs(cfg, (32, 32))
+    assert randomized(net)(x, c_noise, context=torch.randn(2, 4, 8)).shape == x.shape
+
+
 def test_noise_level_changes_output_for_both_ranges():
     """Fractional timesteps and continuous log(sigma)/4 levels (with emb_scale) must both be told apart."""
     for scale, c0, c1 in [(1.0, 10.0, 10.5), (170.0, 0.0, 0.01)]:
@@ -302,16 +346,16 @@ def test_cross_attention_ignores_masked_padding_tokens():
         net(x, c, context=ctx, context_mask=mask)
 
 
-@pytest.mark.parametrize("cross", [False, True])
-def test_short_sequence_attention_matches_sdpa(cross, monkeypatch):
-    """Up to SHORT_SEQ tokens Attention uses plain softmax matmuls (faster on CPU); it must equal the
-    scaled_dot_product_attention path, masks included, forward and backward."""
+@pytest.mark.parametrize("cross, size", [(False, 7), (True, 7), (True, 16)])
+def test_short_sequence_attention_matches_sdpa(cross, size, monkeypatch):
+    """Up to SHORT_SEQ**2 query-key pairs Attention uses plain softmax matmuls (faster on CPU); it must equal the
+    scaled_dot_product_attention path, masks included, forward and backward (16x16: 256 queries, cross only)."""
     from diffusekit.nets.layers import Attention
 
     torch.manual_seed(0)
     att = Attention(64, 32, 8, context_dim=24 if cross else None)
     torch.nn.init.normal_(att.proj.weight)  # proj starts at zero: make the attention visible
-    x = torch.randn(3, 64, 7, 7)
+    x = torch.randn(3, 64, size, size)
     ctx = torch.randn(3, 5, 24) if cross else None
     mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]], dtype=torch.bool) if cross else None
 
@@ -321,7 +365,12 @@ def test_short_sequence_attention_matches_sdpa(cross, monkeypatch):
         (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
         return out.detach(), xi.grad
 
+    calls = []
+    monkeypatch.setattr("diffusekit.nets.layers._softmax_attention",
+                        lambda *a, f=__import__("diffusekit.nets.layers").nets.layers._softmax_attention:
+                        calls.append(1) or f(*a))
     short = run()
+    assert calls, "the matmul path was not taken"
     monkeypatch.setattr(Attention, "SHORT_SEQ", 0)  # force the SDPA path
     flash = run()
     torch.testing.assert_close(short[0], flash[0], atol=1e-5, rtol=1e-5)

@@ -308,11 +308,12 @@ class Attention(nn.Module):
     No positional embedding, as in ADM's spatial attention: the convs before it already tell positions apart
     (the temporal convs see which neighbour is earlier, and their zero padding marks the clip's ends).
     Attention here mostly runs on short sequences (7x7 or 8x8 pixels at the `small` attention level, T frames,
-    a caption's tokens); up to SHORT_SEQ tokens (queries and keys) it is plain softmax(q k^T / sqrt(d)) v in batched matmuls, because the CPU flash kernel of
+    a caption's tokens); up to SHORT_SEQ**2 query-key pairs it is plain softmax(q k^T / sqrt(d)) v in batched
+    matmuls, because the CPU flash kernel of
     scaled_dot_product_attention is slower there in bf16 (fwd+bwd, 1 thread, head size 64: 512 sequences of 16
     tokens 3.3 vs 25 ms, 128 of 64 tokens 4.8 vs 18 ms, 128 of 128 tokens 19 vs 42 ms; at 256 tokens the flash
-    kernel wins, 87 vs 100 ms; fp32 is even up to 128). The score matrix is then at most 128 x 128 per sequence
-    and head, so the memory it costs is small.
+    kernel wins, 87 vs 100 ms; fp32 is even up to 128). The rule is on the score matrix, at most 128 x 128 entries
+    per sequence and head, so cross-attention of 256 or more pixels to a caption's tokens takes the matmuls too.
     """
 
     SHORT_SEQ = 128
@@ -368,7 +369,7 @@ class Attention(nn.Module):
             q, k, v = self.qkv(h).view(Bt, -1, 3, nh, hd).permute(2, 0, 3, 1, 4)  # (B', nh, N, hd) each
         # mask: True for context tokens to attend to (text padding is False); self-attention takes none
         attn_mask = mask[:, None, None, :] if self.cross and mask is not None else None  # (B, 1, 1, M)
-        if q.shape[2] <= self.SHORT_SEQ and k.shape[2] <= self.SHORT_SEQ:
+        if q.shape[2] * k.shape[2] <= self.SHORT_SEQ**2:  # a small score matrix (cross: 256 x 20 at 16x16)
             h = _softmax_attention(q, k, v, attn_mask)  # (B', nh, N, hd)
         else:
             h = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # (B', nh, N, hd)

@@ -5,7 +5,8 @@
 Levels: level 0 is full resolution and every further level halves each spatial dim. Each level has
 `num_res_blocks` residual blocks going down and one more going up (it also takes the skip of the Downsample);
 self-attention (and cross-attention when `context_dim` is set) follows the res blocks of the levels in
-`attn_levels` and sits in the middle. Inputs of any size work: they are zero-padded at the end of each spatial
+`attn_levels` and sits in the middle; cross-attention to context tokens (text) can reach further levels
+(`xattn_levels`). Inputs of any size work: they are zero-padded at the end of each spatial
 dim to a multiple of 2**(levels - 1) and the output is cropped back.
 
 Video (dims=3, x (B, C, T, H, W)) has two layouts. `factorised=True` (the default that `unet_config` picks for
@@ -18,7 +19,9 @@ untrained, it is an image UNet run on every frame (see nets/layers.py). `factori
 The noise level enters as a float `c_noise` (a DDPM timestep 0..999 or a continuous level like log(sigma)/4, see
 `SinusoidalEmbedding` and `emb_scale`), goes through an MLP, and an optional `cond` vector (B, cond_dim) -- a class
 or any other embedding -- is projected and added to it. Each res block turns that embedding into a per-channel
-scale and shift (FiLM).
+scale and shift (FiLM). With `context_pool`, the context tokens' masked mean is projected and added there too: the
+pooled text vector of Imagen (Saharia et al. 2022) and SDXL (Podell et al. 2023), which gives every res block the
+whole prompt, while cross-attention places each part of it.
 """
 
 import dataclasses
@@ -51,21 +54,36 @@ class UNetConfig:
     dropout: float = 0.0
     emb_scale: float = 1.0  # c_noise multiplier before the sinusoids: 1 for timesteps 0..999, ~170 for log(sigma)/4
     cond_dim: int | None = None  # size of an optional conditioning vector added to the noise embedding
-    context_dim: int | None = None  # size of context tokens for cross-attention (at attention levels); None: off
+    context_dim: int | None = None  # size of context tokens for cross-attention; None: off
+    # levels with cross-attention (None: the attn_levels); the middle has it whenever mid_attn. Cross-attention is
+    # cheap at any resolution (the keys are a caption's ~20 tokens), so text nets reach the 16x16 level of shapes,
+    # where a 7-px shape is still 3-4 positions wide and its kind and colour are drawn.
+    xattn_levels: tuple[int, ...] | None = None
+    context_pool: bool = False  # add the context tokens' masked mean, projected, to the noise embedding (FiLM)
     # video (dims=3) only: factorised space-time layers (module docstring). False here so that configs saved before
     # this field existed reload as the full 3-D net they were; `unet_config` makes True the default for 3-D data.
     factorised: bool = False
 
     def __post_init__(self):
         self.channel_mult, self.attn_levels = tuple(self.channel_mult), tuple(self.attn_levels)
+        if self.xattn_levels is not None:
+            self.xattn_levels = tuple(self.xattn_levels)
         if self.dims not in (1, 2, 3):
             raise ValueError(f"dims must be 1, 2 or 3, got {self.dims}")
         if self.factorised and self.dims != 3:
             raise ValueError(f"factorised=True is the space-time layout for video (dims=3); got dims={self.dims}: "
                              "leave factorised at False for 1-D and 2-D data")
-        bad = [lvl for lvl in self.attn_levels if not 0 <= lvl < len(self.channel_mult)]
-        if bad:
-            raise ValueError(f"attn_levels {bad} out of range: levels are 0..{len(self.channel_mult) - 1}")
+        for name in ("attn_levels", "xattn_levels"):
+            bad = [lvl for lvl in getattr(self, name) or () if not 0 <= lvl < len(self.channel_mult)]
+            if bad:
+                raise ValueError(f"{name} {bad} out of range: levels are 0..{len(self.channel_mult) - 1}")
+        if self.context_pool and self.context_dim is None:
+            raise ValueError("context_pool pools context tokens: it needs context_dim")
+
+    def has_xattn(self, level: int) -> bool:
+        """Whether the blocks of `level` cross-attend to the context."""
+        levels = self.attn_levels if self.xattn_levels is None else self.xattn_levels
+        return self.context_dim is not None and level in levels
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -108,18 +126,17 @@ def unet_config(preset: str, in_channels: int, dims: int = 2, **overrides) -> UN
 
 
 class UNetBlock(nn.Module):
-    """A res block, then self-attention and cross-attention where enabled: one unit of the UNet's stacks.
+    """A res block, then self-attention (attn) and cross-attention (xattn) where enabled: one unit of the UNet.
     Factorised video nets split self-attention in two: within each frame (`attn`), then across frames (`time_attn`,
     zero-initialised output like every attention, so it starts as the identity)."""
 
-    def __init__(self, cfg: UNetConfig, c_in: int, c_out: int, emb_dim: int, attn: bool):
+    def __init__(self, cfg: UNetConfig, c_in: int, c_out: int, emb_dim: int, attn: bool, xattn: bool = False):
         super().__init__()
         fac = cfg.factorised
         self.res = ResBlock(cfg.dims, c_in, c_out, emb_dim, cfg.norm_groups, cfg.dropout, factorised=fac)
         self.attn = Attention(c_out, cfg.head_dim, cfg.norm_groups, over="space" if fac else "all") if attn else None
         self.time_attn = Attention(c_out, cfg.head_dim, cfg.norm_groups, over="time") if attn and fac else None
-        use_x = attn and cfg.context_dim is not None
-        self.xattn = Attention(c_out, cfg.head_dim, cfg.norm_groups, cfg.context_dim) if use_x else None
+        self.xattn = Attention(c_out, cfg.head_dim, cfg.norm_groups, cfg.context_dim) if xattn else None
 
     def forward(self, x, emb, context=None, context_mask=None):
         x = self.res(x, emb)
@@ -143,6 +160,7 @@ class UNet(nn.Module):
         self.noise_emb = SinusoidalEmbedding(ch, scale=cfg.emb_scale)
         self.emb_mlp = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.cond_proj = nn.Linear(cfg.cond_dim, emb_dim) if cfg.cond_dim is not None else None
+        self.pool_proj = nn.Linear(cfg.context_dim, emb_dim) if cfg.context_pool else None
 
         # factorised: the in/out convs are per frame too, so an untrained net treats frames independently
         conv3 = space_conv if cfg.factorised else (lambda i, o: conv_nd(cfg.dims, i, o, 3))
@@ -150,17 +168,21 @@ class UNet(nn.Module):
         self.down, skips, c = nn.ModuleList(), [ch], ch
         for level, mult in enumerate(cfg.channel_mult):
             for _ in range(cfg.num_res_blocks):
-                self.down.append(UNetBlock(cfg, c, ch * mult, emb_dim, level in cfg.attn_levels))
+                self.down.append(UNetBlock(cfg, c, ch * mult, emb_dim, level in cfg.attn_levels,
+                                           cfg.has_xattn(level)))
                 c = ch * mult
                 skips.append(c)
             if level < levels - 1:
                 self.down.append(Downsample(cfg.dims, c, cfg.factorised))
                 skips.append(c)
-        self.mid = nn.ModuleList([UNetBlock(cfg, c, c, emb_dim, cfg.mid_attn), UNetBlock(cfg, c, c, emb_dim, False)])
+        mid_x = cfg.mid_attn and cfg.context_dim is not None
+        self.mid = nn.ModuleList([UNetBlock(cfg, c, c, emb_dim, cfg.mid_attn, mid_x),
+                                  UNetBlock(cfg, c, c, emb_dim, False)])
         self.up = nn.ModuleList()
         for level, mult in reversed(list(enumerate(cfg.channel_mult))):
             for _ in range(cfg.num_res_blocks + 1):
-                self.up.append(UNetBlock(cfg, c + skips.pop(), ch * mult, emb_dim, level in cfg.attn_levels))
+                self.up.append(UNetBlock(cfg, c + skips.pop(), ch * mult, emb_dim, level in cfg.attn_levels,
+                                         cfg.has_xattn(level)))
                 c = ch * mult
             if level > 0:
                 self.up.append(Upsample(cfg.dims, c, cfg.factorised))
@@ -204,6 +226,11 @@ class UNet(nn.Module):
         emb = self.emb_mlp(self.noise_emb(c_noise.expand(x.shape[0])))  # (B, emb_dim)
         if cond is not None:
             emb = emb + self.cond_proj(cond)
+        if self.pool_proj is not None and context is not None:
+            w = (torch.ones(context.shape[:2], device=x.device) if context_mask is None
+                 else context_mask.float())  # (B, N): 1 on real tokens
+            pooled = (context.float() * w[..., None]).sum(1) / w.sum(1, keepdim=True).clamp_min(1)  # (B, context_dim)
+            emb = emb + self.pool_proj(pooled)
         emb = F.silu(emb)  # every FiLM layer starts with SiLU: do it once here
 
         h = self.conv_in(x)  # (B, ch, *padded)
