@@ -21,7 +21,8 @@ The noise level enters as a float `c_noise` (a DDPM timestep 0..999 or a continu
 or any other embedding -- is projected and added to it. Each res block turns that embedding into a per-channel
 scale and shift (FiLM). With `context_pool`, the context tokens' masked mean is projected and added there too: the
 pooled text vector of Imagen (Saharia et al. 2022) and SDXL (Podell et al. 2023), which gives every res block the
-whole prompt, while cross-attention places each part of it.
+whole prompt, while cross-attention places each part of it. Off by default: on `shapes` it gained nothing at 1,000
+steps (BENCHMARKS.md section 7).
 """
 
 import dataclasses
