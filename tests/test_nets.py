@@ -99,27 +99,6 @@ def test_cross_attention_context_changes_output():
     assert not torch.allclose(a, b) and not torch.allclose(b, c)
 
 
-def test_pooled_context_conditions_every_block_and_ignores_padding():
-    """context_pool: the prompt reaches the res blocks through the noise embedding even with no cross-attention at
-    all, and the pooled mean skips masked padding tokens."""
-    cfg = unet_config("tiny", 1, 2, context_dim=6, xattn_levels=(), mid_attn=False, context_pool=True)
-    net = randomized(UNet(cfg)).eval()
-    assert not any(isinstance(m, torch.nn.Linear) and m.in_features == 6 and m is not net.pool_proj
-                   for m in net.modules())  # no cross-attention layer reads the context
-    x, c_noise = inputs(cfg, (8, 8))
-    ctx = torch.randn(2, 3, 6)
-    padded = torch.cat([ctx, 100 * torch.randn(2, 2, 6)], dim=1)
-    mask = torch.tensor([[True] * 3 + [False] * 2] * 2)
-    with torch.no_grad():
-        a, b = net(x, c_noise, context=ctx), net(x, c_noise, context=ctx + 1)
-        assert not torch.allclose(a, b, atol=1e-4)
-        torch.testing.assert_close(net(x, c_noise, context=padded, context_mask=mask), a, atol=1e-5, rtol=1e-5)
-        # the pooled vector is the masked mean: permuting the real tokens changes nothing without cross-attention
-        torch.testing.assert_close(net(x, c_noise, context=ctx.flip(1)), a, atol=1e-5, rtol=1e-5)
-    with pytest.raises(ValueError, match="context_pool"):
-        UNetConfig(context_pool=True)
-
-
 def test_cross_attention_levels_apart_from_self_attention():
     """xattn_levels puts cross-attention where there is no self-attention (and None keeps the old rule: the
     attention levels); a config saved before the field existed loads as the net it was."""
@@ -131,12 +110,11 @@ def test_cross_attention_levels_apart_from_self_attention():
     assert ("UNetBlock", 32, False, False) in got  # level 0: neither
     assert ("UNetBlock", 64, True, True) in got  # level 2: both
     old = unet_config("small", 3, 2, context_dim=8).to_dict()
-    del old["xattn_levels"], old["context_pool"]
+    del old["xattn_levels"]
     legacy = UNet(UNetConfig.from_dict(old))
     count = lambda n: sum(b.xattn is not None for b in n.modules() if hasattr(b, "xattn"))  # noqa: E731
     assert count(legacy) == 6  # level 2: 2 blocks down, 3 up; and the middle
     assert count(net) == 11  # and level 1's 5
-    assert legacy.pool_proj is None
     with pytest.raises(ValueError, match="xattn_levels"):
         unet_config("tiny", 1, 2, context_dim=8, xattn_levels=(2,))
     x, c_noise = inputs(cfg, (32, 32))
@@ -365,10 +343,10 @@ def test_short_sequence_attention_matches_sdpa(cross, size, monkeypatch):
         (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
         return out.detach(), xi.grad
 
-    calls = []
-    monkeypatch.setattr("diffusekit.nets.layers._softmax_attention",
-                        lambda *a, f=__import__("diffusekit.nets.layers").nets.layers._softmax_attention:
-                        calls.append(1) or f(*a))
+    from diffusekit.nets import layers
+
+    calls, plain = [], layers._softmax_attention
+    monkeypatch.setattr(layers, "_softmax_attention", lambda *a: calls.append(1) or plain(*a))
     short = run()
     assert calls, "the matmul path was not taken"
     monkeypatch.setattr(Attention, "SHORT_SEQ", 0)  # force the SDPA path

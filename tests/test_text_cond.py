@@ -62,8 +62,8 @@ def test_train_records_what_sampling_needs(run):
     info = json.loads((run / "run.json").read_text())
     text = info["text"]
     assert info["train"]["cond"] == "text" and info["unet"]["context_dim"] == text["dim"] == 384
-    # text nets: cross-attention at every level but full resolution; no pooled prompt (it gained nothing)
-    assert info["unet"]["context_pool"] is False and info["unet"]["xattn_levels"] == [1]  # tiny: levels 0, 1
+    # text nets: cross-attention at every level but full resolution
+    assert info["unet"]["xattn_levels"] == [1]  # tiny: levels 0, 1
     assert text["encoder"].startswith("all-MiniLM-L6-v2") and text["max_length"] == 256
     assert 2 < text["context_length"] < 20  # digit captions: a few word pieces, padded to the longest, not 256
     assert len(text["prompts"]) == 4 == len(set(text["prompts"]))  # num_grid distinct captions

@@ -19,10 +19,7 @@ untrained, it is an image UNet run on every frame (see nets/layers.py). `factori
 The noise level enters as a float `c_noise` (a DDPM timestep 0..999 or a continuous level like log(sigma)/4, see
 `SinusoidalEmbedding` and `emb_scale`), goes through an MLP, and an optional `cond` vector (B, cond_dim) -- a class
 or any other embedding -- is projected and added to it. Each res block turns that embedding into a per-channel
-scale and shift (FiLM). With `context_pool`, the context tokens' masked mean is projected and added there too: the
-pooled text vector of Imagen (Saharia et al. 2022) and SDXL (Podell et al. 2023), which gives every res block the
-whole prompt, while cross-attention places each part of it. Off by default: on `shapes` it gained nothing at 1,000
-steps (BENCHMARKS.md section 7).
+scale and shift (FiLM).
 """
 
 import dataclasses
@@ -60,7 +57,6 @@ class UNetConfig:
     # cheap at any resolution (the keys are a caption's ~20 tokens), so text nets reach the 16x16 level of shapes,
     # where a 7-px shape is still 3-4 positions wide and its kind and colour are drawn.
     xattn_levels: tuple[int, ...] | None = None
-    context_pool: bool = False  # add the context tokens' masked mean, projected, to the noise embedding (FiLM)
     # video (dims=3) only: factorised space-time layers (module docstring). False here so that configs saved before
     # this field existed reload as the full 3-D net they were; `unet_config` makes True the default for 3-D data.
     factorised: bool = False
@@ -78,8 +74,6 @@ class UNetConfig:
             bad = [lvl for lvl in getattr(self, name) or () if not 0 <= lvl < len(self.channel_mult)]
             if bad:
                 raise ValueError(f"{name} {bad} out of range: levels are 0..{len(self.channel_mult) - 1}")
-        if self.context_pool and self.context_dim is None:
-            raise ValueError("context_pool pools context tokens: it needs context_dim")
 
     def has_xattn(self, level: int) -> bool:
         """Whether the blocks of `level` cross-attend to the context."""
@@ -161,7 +155,6 @@ class UNet(nn.Module):
         self.noise_emb = SinusoidalEmbedding(ch, scale=cfg.emb_scale)
         self.emb_mlp = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.cond_proj = nn.Linear(cfg.cond_dim, emb_dim) if cfg.cond_dim is not None else None
-        self.pool_proj = nn.Linear(cfg.context_dim, emb_dim) if cfg.context_pool else None
 
         # factorised: the in/out convs are per frame too, so an untrained net treats frames independently
         conv3 = space_conv if cfg.factorised else (lambda i, o: conv_nd(cfg.dims, i, o, 3))
@@ -227,11 +220,6 @@ class UNet(nn.Module):
         emb = self.emb_mlp(self.noise_emb(c_noise.expand(x.shape[0])))  # (B, emb_dim)
         if cond is not None:
             emb = emb + self.cond_proj(cond)
-        if self.pool_proj is not None and context is not None:
-            w = (torch.ones(context.shape[:2], device=x.device) if context_mask is None
-                 else context_mask.float())  # (B, N): 1 on real tokens
-            pooled = (context.float() * w[..., None]).sum(1) / w.sum(1, keepdim=True).clamp_min(1)  # (B, context_dim)
-            emb = emb + self.pool_proj(pooled)
         emb = F.silu(emb)  # every FiLM layer starts with SiLU: do it once here
 
         h = self.conv_in(x)  # (B, ch, *padded)
