@@ -163,7 +163,7 @@ def _train(config: TrainConfig, resume: bool, progress: bool, dist: distributed.
     if captions is not None:
         overrides.setdefault("context_dim", text_info["dim"])
         # text nets: cross-attention at every level but full resolution, the layout that met the shapes goal
-        # (BENCHMARKS.md section 7; at 1,500 steps 8x8 + middle only probed the same, so this may not pay its 13%)
+        # (BENCHMARKS.md section 7; at 1,500 steps 8x8 + middle only probed the same, so its cost may not pay)
         levels = len(overrides.get("channel_mult", PRESETS[config.model]["channel_mult"]))
         overrides.setdefault("xattn_levels", tuple(range(1, levels)))
         text_null = empty_prompt(text_info)  # what a dropped caption becomes, and guidance's unconditional pass
