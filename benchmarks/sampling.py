@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 import diffusekit as dk
+import flops  # benchmarks/flops.py (python puts this script's folder first on sys.path)
 from diffusekit.eval import evaluate
 from diffusekit.runs import TrainedModel
 
@@ -31,7 +32,7 @@ STEPS = (250, 100, 50, 20, 10, 5)
 
 def parse_sampler(spec: str) -> tuple[str, dict]:
     """'heun' -> ('heun', {}); 'heun:s_churn=1:s_tmin=0.05' -> ('heun', {'s_churn': 1.0, 's_tmin': 0.05});
-    values are numbers except spacing=NAME (the sigma ladder)."""
+    values are numbers except spacing=NAME (the sigma ladder); sigma_min / sigma_max move the ladder's ends."""
     name, *opts = spec.split(":")
     options = {}
     for o in opts:
@@ -39,7 +40,9 @@ def parse_sampler(spec: str) -> tuple[str, dict]:
         if not v:
             raise SystemExit(f"sampler option {o!r} in {spec!r} is not KEY=VALUE")
         options[k] = v if k == "spacing" else float(v)
-    dk.SamplerConfig(name, 10, options.get("spacing"), {k: v for k, v in options.items() if k != "spacing"})
+    ladder = ("spacing", "sigma_min", "sigma_max")
+    dk.SamplerConfig(name, 10, options.get("spacing"), {k: v for k, v in options.items() if k not in ladder},
+                     options.get("sigma_min"), options.get("sigma_max"))
     return name, options
 
 
@@ -162,8 +165,10 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     model = TrainedModel.load(args.run_dir)
     data = model.info["train"]["data"]
-    result = {"run": str(args.run_dir), "steps_trained": model.step, "torch": torch.__version__,
-              "threads": torch.get_num_threads()}
+    result = {"run": str(args.run_dir), "steps_trained": model.step, "machine": flops.machine_info()}
+    m = result["machine"]
+    print(f"CPU: {m['cpu']} (avx512_bf16 {m['avx512_bf16']}, amx_bf16 {m['amx_bf16']}); threads {m['threads']}; "
+          f"torch {m['torch']}")
     if not args.skip_speed:
         print("sampling speed (images/s, batch 64, 20-step DPM-Solver++(2M)):")
         result["speed"] = sampling_speed(model)

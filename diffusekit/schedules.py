@@ -28,7 +28,8 @@ from dataclasses import asdict, dataclass, fields
 import torch
 
 BETA_SCHEDULES = ("linear", "scaled_linear", "cosine", "sigmoid")
-SPACINGS = ("leading", "trailing", "linspace", "karras")
+SPACINGS = ("leading", "trailing", "linspace", "karras", "logsnr")
+LADDERS = ("karras", "logsnr")  # spacings in sigma, whose ends (sigma_min, sigma_max) a user may move
 
 # A zero-terminal-SNR schedule has alpha_bar[T-1] = 0, i.e. sigma = inf, which no sigma-space sampler can start
 # from. Like diffusers' Euler schedulers we clamp the terminal alpha_bar to 2**-24 (sigma ~ 4096) in the sigma view.
@@ -75,6 +76,19 @@ def karras_sigmas(steps: int, sigma_min: float, sigma_max: float, rho: float = 7
     ramp = torch.linspace(0, 1, steps, dtype=torch.float64)
     inv_rho = 1.0 / rho
     return (sigma_max**inv_rho + ramp * (sigma_min**inv_rho - sigma_max**inv_rho)) ** rho
+
+
+def logsnr_sigmas(steps: int, sigma_min: float, sigma_max: float) -> torch.Tensor:
+    """`steps` noise levels uniform in logSNR (= uniform in log sigma), sigma_max down to sigma_min (float64, no final
+    0): DPM-Solver's "logSNR" time steps (Lu et al. 2022), its recommendation for few steps in pixel space."""
+    _check_steps(steps)
+    return torch.linspace(math.log(sigma_max), math.log(sigma_min), steps, dtype=torch.float64).exp()
+
+
+def _ladder(steps, spacing, rho, lo, hi) -> torch.Tensor:
+    if not 0 < lo < hi:
+        raise ValueError(f"need 0 < sigma_min < sigma_max for the {spacing} ladder, got {lo}, {hi}")
+    return karras_sigmas(steps, lo, hi, rho) if spacing == "karras" else logsnr_sigmas(steps, lo, hi)
 
 
 def _check_steps(steps) -> None:
@@ -193,14 +207,27 @@ class DiscreteSchedule:
             ts = torch.linspace(0, T - 1, steps + 1, dtype=torch.float64).round()[1:]
         return ts.round().long().sort(descending=True).values
 
-    def sigmas(self, steps: int, spacing: str = "leading", rho: float = 7.0) -> torch.Tensor:
+    def sigmas(self, steps: int, spacing: str = "leading", rho: float = 7.0, sigma_min: float | None = None,
+               sigma_max: float | None = None) -> torch.Tensor:
         """`steps + 1` noise levels for a sampler, high to low, ending with 0 (float64).
 
-        With `karras` spacing the levels follow Karras et al. eq. 5 between this schedule's sigma_min and sigma_max
-        (as diffusers' `use_karras_sigmas`); otherwise they are the sigmas of `timesteps(steps, spacing)`."""
+        With `karras` spacing the levels follow Karras et al. eq. 5 (as diffusers' `use_karras_sigmas`), with
+        `logsnr` they are uniform in logSNR, both between this schedule's sigma_min and sigma_max unless the ladder's
+        ends are given (within those: the network never saw noise outside them); otherwise they are the sigmas of
+        `timesteps(steps, spacing)`."""
         _check_spacing(spacing)
-        if spacing == "karras":
-            s = karras_sigmas(steps, self.sigma_min, self.sigma_max, rho)
+        if spacing in LADDERS:
+            lo = self.sigma_min if sigma_min is None else sigma_min
+            hi = self.sigma_max if sigma_max is None else sigma_max
+            tol = 1e-9 * self.sigma_max
+            if lo < self.sigma_min - tol or hi > self.sigma_max + tol:
+                raise ValueError(f"the ladder's ends must lie within the schedule's noise levels [{self.sigma_min:.4g}, "
+                                 f"{self.sigma_max:.4g}] (the network was trained there); got sigma_min={lo}, "
+                                 f"sigma_max={hi}")
+            s = _ladder(steps, spacing, rho, lo, hi)
+        elif sigma_min is not None or sigma_max is not None:
+            raise ValueError(f"sigma_min / sigma_max move the ends of the {' and '.join(LADDERS)} ladders; "
+                             f"{spacing!r} spacing takes the schedule's own timesteps: choose one of those spacings")
         else:
             s = self.sigmas_table[self.timesteps(steps, spacing)]
         return torch.cat([s, s.new_zeros(1)])
@@ -227,14 +254,14 @@ class KarrasSchedule:
         if self.sigma_data <= 0:
             raise ValueError(f"sigma_data must be > 0, got {self.sigma_data}")
 
-    def sigmas(self, steps: int, spacing: str = "karras", rho: float | None = None) -> torch.Tensor:
-        """`steps + 1` noise levels, high to low, ending with 0. `linspace` is uniform in log sigma here."""
-        _check_spacing(spacing, ("karras", "linspace"))
-        if spacing == "karras":
-            s = karras_sigmas(steps, self.sigma_min, self.sigma_max, self.rho if rho is None else rho)
-        else:
-            _check_steps(steps)
-            s = torch.linspace(math.log(self.sigma_max), math.log(self.sigma_min), steps, dtype=torch.float64).exp()
+    def sigmas(self, steps: int, spacing: str = "karras", rho: float | None = None, sigma_min: float | None = None,
+               sigma_max: float | None = None) -> torch.Tensor:
+        """`steps + 1` noise levels, high to low, ending with 0; `linspace` and `logsnr` are both uniform in log sigma
+        here. sigma_min / sigma_max move the ladder's ends (default: this schedule's)."""
+        _check_spacing(spacing, ("karras", "linspace", "logsnr"))
+        lo = self.sigma_min if sigma_min is None else sigma_min
+        hi = self.sigma_max if sigma_max is None else sigma_max
+        s = _ladder(steps, "logsnr" if spacing == "linspace" else spacing, self.rho if rho is None else rho, lo, hi)
         return torch.cat([s, s.new_zeros(1)])
 
     def to_dict(self) -> dict:

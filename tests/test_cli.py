@@ -31,6 +31,9 @@ def test_sample_npz_and_grid(run, tmp_path):
     dk("sample", run, "--num", "5", "--sampler", "heun", "--steps", "3", "--seed", "1", "--out", tmp_path / "t.npz",
        "--batch", "2", "--label", "7", "--guidance", "2.0")
     assert np.array_equal(np.load(tmp_path / "t.npz")["images"], z["images"]), "same seed, same images"
+    dk("sample", run, "--num", "2", "--steps", "3", "--spacing", "logsnr", "--sigma-min", "0.05", "--label", "3",
+       "--out", tmp_path / "u.npz")
+    assert np.load(tmp_path / "u.npz")["images"].shape == (2, 8, 8, 1)
 
 
 def test_show_writes_strips_and_gif(run, tmp_path):
@@ -55,6 +58,8 @@ def test_errors_name_what_is_wrong(run, tmp_path):
     assert r.returncode == 2 and "unknown label 12" in r.stderr and "0..9" in r.stderr
     r = dk("sample", run, "--out", tmp_path / "x.npz", "--sampler", "dpm", check=False)
     assert r.returncode == 2 and "invalid choice: 'dpm'" in r.stderr
+    r = dk("sample", run, "--out", tmp_path / "x.npz", "--sampler", "ddim", "--sigma-min", "0.05", check=False)
+    assert r.returncode == 2 and "choose one of those spacings" in r.stderr and not (tmp_path / "x.npz").exists()
     r = dk("train", "--data", tmp_path / "missing", "--out", tmp_path / "r", "--steps", "1", check=False)
     assert r.returncode == 2 and "neither a built-in data set" in r.stderr
     r = dk("train", "--data", "digits", "--out", run, "--steps", "1", check=False)

@@ -52,6 +52,22 @@ def test_mixture_distribution(sampler):
         assert torch.allclose(xj.var(0), oracle.var[j], atol=0.015), (j, xj.var(0))
 
 
+def test_raised_ladder_end_returns_the_posterior_mean_there():
+    """With the ladder's last level raised to sigma_min the final step to 0 returns E[x0 | x at sigma_min]: for
+    Gaussian data N(mu, S) its covariance is S (S + sigma_min^2 I)^-1 S, not S (the detail below that noise level)."""
+    oracle = GaussianOracle(MU, COV)
+    sig = 0.3
+    sigmas = dk.DiscreteSchedule().sigmas(40, "logsnr", sigma_min=sig)
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(N, 3, 1, generator=g, dtype=torch.float64) * math.sqrt(1 + float(sigmas[0]) ** 2)
+    x = dk.get_sampler("dpmpp-2m")(oracle, x, sigmas, generator=g)[..., 0]
+    S = oracle.cov
+    shrunk = S @ torch.linalg.solve(S + sig**2 * torch.eye(3, dtype=S.dtype), S)
+    assert torch.allclose(x.mean(0), oracle.mu, atol=0.015)
+    assert torch.allclose(torch.cov(x.T), shrunk, atol=0.01), torch.cov(x.T)
+    assert not torch.allclose(torch.cov(x.T), S, atol=0.03)  # the shrinkage is visible at this sigma_min
+
+
 @pytest.mark.parametrize("sampler,order", [("euler", 1), ("ddim", 1), ("heun", 2), ("dpmpp-2m", 2), ("dpmpp-3m", 3)])
 def test_convergence_order(sampler, order):
     """Error against the exact ODE solution falls as steps^-order (log-log slope)."""

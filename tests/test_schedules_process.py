@@ -48,6 +48,30 @@ def test_karras_spacing():
     assert len(ladder) == 11 and ladder[-1] == 0
 
 
+def test_logsnr_spacing_and_ladder_ends():
+    s = dk.DiscreteSchedule()
+    ladder = s.sigmas(10, "logsnr")
+    assert len(ladder) == 11 and ladder[-1] == 0
+    assert ladder[0] == pytest.approx(s.sigma_max) and ladder[-2] == pytest.approx(s.sigma_min)
+    steps = ladder[:-1].log().diff()  # uniform in log sigma, i.e. in logSNR
+    assert torch.allclose(steps, steps[0].expand_as(steps)) and steps[0] < 0
+    moved = s.sigmas(10, "logsnr", sigma_min=0.05, sigma_max=80.0)
+    assert moved[0] == pytest.approx(80.0) and moved[-2] == pytest.approx(0.05)
+    k = s.sigmas(10, "karras", sigma_min=0.05)
+    assert k[-2] == pytest.approx(0.05) and k[0] == pytest.approx(s.sigma_max)
+    assert torch.equal(s.sigmas(10, "karras"), s.sigmas(10, "karras", sigma_min=s.sigma_min))
+    with pytest.raises(ValueError, match="within the schedule"):
+        s.sigmas(10, "logsnr", sigma_max=2 * s.sigma_max)  # the network never saw that much noise
+    with pytest.raises(ValueError, match="within the schedule"):
+        s.sigmas(10, "karras", sigma_min=s.sigma_min / 2)
+    with pytest.raises(ValueError, match="sigma_min < sigma_max"):
+        s.sigmas(10, "logsnr", sigma_min=1.0, sigma_max=0.5)
+    with pytest.raises(ValueError, match="timesteps"):
+        s.sigmas(10, "leading", sigma_min=0.05)
+    c = dk.KarrasSchedule().sigmas(8, "logsnr", sigma_min=0.01)
+    assert torch.allclose(c, dk.KarrasSchedule(sigma_min=0.01).sigmas(8, "linspace"))
+
+
 def test_q_sample_is_closed_form_and_matches_sigma_view():
     s = dk.DiscreteSchedule()
     g = torch.Generator().manual_seed(0)

@@ -64,6 +64,8 @@ class SamplerConfig:
     steps: int = 20
     spacing: str | None = None  # None: DEFAULT_SPACING for the sampler, else karras
     options: dict = field(default_factory=dict)
+    sigma_min: float | None = None  # the karras / logsnr ladder's ends; None: the schedule's
+    sigma_max: float | None = None
 
     def __post_init__(self):
         get_sampler(self.sampler)
@@ -101,16 +103,20 @@ def sample(
     x: torch.Tensor | None = None,
     device=None,
     dtype: torch.dtype = torch.float32,
+    sigma_min: float | None = None,
+    sigma_max: float | None = None,
     **options,
 ) -> torch.Tensor:
     """Draw samples: noise at the schedule's sigma_max, then `steps` steps of the named sampler down to sigma = 0.
 
     denoiser  a `Denoiser` (it carries the schedule and knows the starting noise's scale)
     shape     (B, C, *spatial) of the samples, or give the starting noise `x` (already scaled) instead
-    spacing   leading | trailing | linspace | karras (default: leading for ddpm/ddim, karras otherwise)
+    spacing   leading | trailing | linspace | karras | logsnr (default: leading for ddpm/ddim, karras otherwise)
+    sigma_min, sigma_max   the karras / logsnr ladder's ends (default: the schedule's); at 10 steps a higher
+              sigma_min gives the last network call work to do (BENCHMARKS.md, section 5)
     options   the sampler's own options (`sampler_options(name)` lists them), e.g. eta=0.5 for ddim"""
-    config = SamplerConfig(sampler, steps, spacing, options)
-    sigmas = denoiser.schedule.sigmas(steps, config.resolved_spacing)
+    config = SamplerConfig(sampler, steps, spacing, options, sigma_min, sigma_max)
+    sigmas = denoiser.schedule.sigmas(steps, config.resolved_spacing, sigma_min=sigma_min, sigma_max=sigma_max)
     if x is None:
         if shape is None:
             raise ValueError("give the samples' shape (B, C, *spatial) or the starting noise x")
