@@ -113,7 +113,8 @@ def sample(
     shape     (B, C, *spatial) of the samples, or give the starting noise `x` (already scaled) instead
     spacing   leading | trailing | linspace | karras | logsnr (default: leading for ddpm/ddim, karras otherwise)
     sigma_min, sigma_max   the karras / logsnr ladder's ends (default: the schedule's); at 10 steps a higher
-              sigma_min gives the last network call work to do (BENCHMARKS.md, section 5)
+              sigma_min gives the last network call work to do, which helped on digits, not everywhere
+              (BENCHMARKS.md, section 5)
     options   the sampler's own options (`sampler_options(name)` lists them), e.g. eta=0.5 for ddim"""
     config = SamplerConfig(sampler, steps, spacing, options, sigma_min, sigma_max)
     sigmas = denoiser.schedule.sigmas(steps, config.resolved_spacing, sigma_min=sigma_min, sigma_max=sigma_max)
