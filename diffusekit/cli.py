@@ -103,6 +103,7 @@ def cmd_train(a) -> int:
 
 def _add_sample(sub):
     from .samplers import SAMPLERS
+    from .schedules import SPACINGS
 
     p = sub.add_parser("sample", help="draw samples from a trained run",
                        description="Draw samples with the EMA weights of the run's newest checkpoint. The .npz "
@@ -117,12 +118,13 @@ def _add_sample(sub):
     p.add_argument("--num", type=int, default=64, help="number of samples (default: 64)")
     p.add_argument("--sampler", default="dpmpp-2m", choices=list(SAMPLERS), help="(default: dpmpp-2m)")
     p.add_argument("--steps", type=int, default=20, help="sampler steps (default: 20)")
-    p.add_argument("--spacing", choices=["leading", "trailing", "linspace", "karras", "logsnr"],
+    p.add_argument("--spacing", choices=SPACINGS,
                    help="noise-level spacing (default: leading for ddpm/ddim, karras otherwise; logsnr: uniform in "
                         "logSNR)")
     p.add_argument("--sigma-min", type=float, help="karras / logsnr spacing: the lowest noise level before the last "
                                                    "step to 0 (default: the schedule's; at 10 steps 0.05 helped on "
-                                                   "digits, not DPM-Solver++ on mnist5k: BENCHMARKS.md section 5)")
+                                                   "digits; on mnist5k heun gained 3-5% and the logsnr spacing hurt "
+                                                   "DPM-Solver++: BENCHMARKS.md section 5)")
     p.add_argument("--sigma-max", type=float, help="karras / logsnr spacing: the starting noise level (default: "
                                                    "the schedule's)")
     p.add_argument("--seed", type=int, default=0)

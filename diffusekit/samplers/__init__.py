@@ -107,7 +107,8 @@ def sample(
     sigma_max: float | None = None,
     **options,
 ) -> torch.Tensor:
-    """Draw samples: noise at the schedule's sigma_max, then `steps` steps of the named sampler down to sigma = 0.
+    """Draw samples: noise at the ladder's top level (the schedule's sigma_max unless moved), then `steps` steps of
+    the named sampler down to sigma = 0.
 
     denoiser  a `Denoiser` (it carries the schedule and knows the starting noise's scale)
     shape     (B, C, *spatial) of the samples, or give the starting noise `x` (already scaled) instead
