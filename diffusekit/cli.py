@@ -62,6 +62,10 @@ def _add_train(sub):
                                                   "in training, for guidance (default: 0.1)")
     p.add_argument("--batch-size", type=int, help="global batch size (default: 128)")
     p.add_argument("--lr", type=float, help="peak learning rate of AdamW (default: 1e-3)")
+    p.add_argument("--lr-decay", type=float, metavar="FRACTION",
+                   help="let the learning rate fall linearly to 0 over this last fraction of the budget (steps or "
+                        "minutes), e.g. 0.25; a model that ends on a decayed LR has less weight noise (default: 0, "
+                        "constant to the end)")
     p.add_argument("--schedule", help="linear | scaled_linear | cosine | sigmoid | karras (default: linear)")
     p.add_argument("--prediction", help="eps | x0 | v | edm (default: eps; edm goes with --schedule karras)")
     p.add_argument("--loss-weighting", help="uniform | min-snr | edm (default: min-snr)")
@@ -81,7 +85,7 @@ def cmd_train(a) -> int:
     from .train import TrainConfig, train
 
     overrides = {k: getattr(a, k) for k in ("data", "out", "steps", "minutes", "model", "image_size", "cond",
-                                            "p_uncond", "batch_size", "lr", "schedule", "prediction",
+                                            "p_uncond", "batch_size", "lr", "lr_decay", "schedule", "prediction",
                                             "loss_weighting", "sample_every", "checkpoint_every", "sample_sampler",
                                             "precision", "device", "seed", "eval_every", "init_from")}
     if a.config:

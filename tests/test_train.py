@@ -17,7 +17,7 @@ from diffusekit.runs import TrainedModel
 from diffusekit.train import TrainConfig, TrainingDiverged, train
 from diffusekit.train.checkpoint import latest_checkpoint, list_checkpoints
 from diffusekit.train.ema import EMA
-from diffusekit.train.loop import BatchStream
+from diffusekit.train.loop import BatchStream, _lr_at
 
 TINY = dict(data="digits", model="tiny", batch_size=16, log_every=1, checkpoint_every=100, warmup_steps=2,
             num_grid=4, sample_steps=2)
@@ -153,7 +153,23 @@ def test_ema_warmup_and_average():
     assert ema.current_decay() == 0.99
 
 
+def test_lr_schedule_warms_up_holds_and_decays_to_zero():
+    """Hand-computed: lr 1e-3, 10 warm-up steps, the last quarter of 100 steps (or of 8 minutes) decays linearly."""
+    c = TrainConfig(steps=100, lr=1e-3, warmup_steps=10, lr_decay=0.25)
+    assert _lr_at(c, 0) == pytest.approx(1e-4)  # first warm-up step
+    assert _lr_at(c, 50) == pytest.approx(1e-3) and _lr_at(c, 75) == pytest.approx(1e-3)
+    assert _lr_at(c, 90) == pytest.approx(0.4e-3)  # 10 of the 25 decay steps left
+    assert _lr_at(c, 99) == pytest.approx(0.04e-3)
+    timed = TrainConfig(minutes=8, lr=1e-3, warmup_steps=1, lr_decay=0.25)
+    assert _lr_at(timed, 500, elapsed=6 * 60) == pytest.approx(1e-3)
+    assert _lr_at(timed, 500, elapsed=7 * 60) == pytest.approx(0.5e-3)
+    assert _lr_at(timed, 500, elapsed=9 * 60) == 0.0  # past the budget (the last step) never goes negative
+    assert _lr_at(TrainConfig(steps=100, warmup_steps=1), 99) == pytest.approx(1e-3)  # default: constant
+
+
 def test_bad_settings():
+    with pytest.raises(ValueError, match="lr_decay is a fraction"):
+        TrainConfig(lr_decay=1.5)
     with pytest.raises(ValueError, match="schedule='quad' is not allowed"):
         TrainConfig(schedule="quad")
     with pytest.raises(ValueError, match="prediction='edm' goes with schedule='karras'"):

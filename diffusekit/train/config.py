@@ -44,6 +44,8 @@ class TrainConfig:
     lr: float = 1e-3  # AdamW; high for small nets with EMA, as in EDM's CIFAR setting (1e-3)
     warmup_steps: int = 50  # linear LR warm-up: Adam's early steps are noisy; 50 rather than 200 reached a
     # given FD in 3.0 instead of 4.7 minutes on mnist5k (BENCHMARKS.md section 4), with grad clipping as the guard
+    lr_decay: float = 0.0  # fraction of the budget, at its end, over which the LR falls linearly to 0
+    # (warm-up, constant, decay); 0 keeps it constant to the end
     weight_decay: float = 0.0
     grad_clip: float = 1.0  # max global grad norm (0 disables)
     ema_decay: float = 0.999  # EMA of weights; warm-up decay min(ema_decay, (1 + n) / (10 + n))
@@ -90,6 +92,8 @@ class TrainConfig:
             raise ValueError(f"minutes must be > 0, got {self.minutes!r}")
         if not 0 <= self.p_uncond < 1:
             raise ValueError(f"p_uncond must be in [0, 1), got {self.p_uncond!r}")
+        if not 0 <= self.lr_decay <= 1:
+            raise ValueError(f"lr_decay is a fraction of the budget in [0, 1], got {self.lr_decay!r}")
         if self.lr <= 0 or self.ema_decay < 0 or self.ema_decay >= 1:
             raise ValueError(f"need lr > 0 and 0 <= ema_decay < 1, got lr={self.lr}, ema_decay={self.ema_decay}")
 

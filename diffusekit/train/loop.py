@@ -70,9 +70,14 @@ class BatchStream:
         return torch.cat(parts)
 
 
-def _lr_at(config: TrainConfig, step: int) -> float:
-    """Linear warm-up to config.lr, then constant (EMA does the averaging a decay would)."""
-    return config.lr * min(1.0, (step + 1) / max(1, config.warmup_steps))
+def _lr_at(config: TrainConfig, step: int, elapsed: float = 0.0) -> float:
+    """Linear warm-up to config.lr, constant, then (with lr_decay > 0) a linear fall to 0 over the last lr_decay
+    of the budget: of the steps, or of the minutes for a time budget (`elapsed` is the training seconds so far)."""
+    lr = config.lr * min(1.0, (step + 1) / max(1, config.warmup_steps))
+    if config.lr_decay:
+        done = step / config.steps if config.steps is not None else elapsed / (config.minutes * 60)
+        lr *= min(1.0, max(0.0, (1.0 - done) / config.lr_decay))
+    return lr
 
 
 def _prepare_out(config: TrainConfig, resume: bool, dist: distributed.Dist) -> Path:
@@ -274,7 +279,7 @@ def _train(config: TrainConfig, resume: bool, progress: bool, dist: distributed.
         while not done():
             t0 = time.perf_counter()
             for group in opt.param_groups:
-                group["lr"] = _lr_at(config, step)
+                group["lr"] = _lr_at(config, step, elapsed)
             idx = batches.next()
             sigma, _ = sample_training_sigmas(schedule, config.batch_size, config.noise_sampler, noise_gen)
             eps = torch.randn((config.batch_size, *ds.x.shape[1:]), generator=noise_gen)
