@@ -12,12 +12,13 @@ from helpers import dk
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "run"
     dk("train", "--data", "digits", "--model", "tiny", "--steps", "3", "--batch-size", "16", "--out", out,
-       "--cond", "label", "--no-progress")
+       "--cond", "label", "--lr-decay", "0.5", "--no-progress")
     return out
 
 
 def test_train_writes_a_run(run):
     assert (run / "run.json").exists() and (run / "metrics.jsonl").exists()
+    assert json.loads((run / "run.json").read_text())["train"]["lr_decay"] == 0.5  # the flag reaches the config
     assert Image.open(run / "samples" / "latest.png").size[0] >= 256
 
 

@@ -167,6 +167,14 @@ def test_lr_schedule_warms_up_holds_and_decays_to_zero():
     assert _lr_at(TrainConfig(steps=100, warmup_steps=1), 99) == pytest.approx(1e-3)  # default: constant
 
 
+def test_training_follows_the_lr_decay(tmp_path):
+    """The optimizer really runs at the scheduled LR: the logged LR of each of 8 steps, the last half decaying."""
+    train(TrainConfig(out=str(tmp_path / "run"), steps=8, lr=1e-3, lr_decay=0.5, **TINY), progress=False)
+    logged = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    lrs = [r["lr"] for r in logged if "lr" in r]
+    assert lrs == pytest.approx([0.5e-3, 1e-3, 1e-3, 1e-3, 1e-3, 0.75e-3, 0.5e-3, 0.25e-3])
+
+
 def test_bad_settings():
     with pytest.raises(ValueError, match="lr_decay is a fraction"):
         TrainConfig(lr_decay=1.5)
