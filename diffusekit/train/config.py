@@ -45,7 +45,8 @@ class TrainConfig:
     warmup_steps: int = 50  # linear LR warm-up: Adam's early steps are noisy; 50 rather than 200 reached a
     # given FD in 3.0 instead of 4.7 minutes on mnist5k (BENCHMARKS.md section 4), with grad clipping as the guard
     lr_decay: float = 0.0  # fraction of the budget, at its end, over which the LR falls linearly to 0
-    # (warm-up, constant, decay); 0 keeps it constant to the end
+    # (warm-up, constant, decay); 0 keeps it constant to the end. The fraction is of the current budget, so a
+    # --resume with a larger budget stretches the schedule (the LR rises again if the decay had begun)
     weight_decay: float = 0.0
     grad_clip: float = 1.0  # max global grad norm (0 disables)
     ema_decay: float = 0.999  # EMA of weights; warm-up decay min(ema_decay, (1 + n) / (10 + n))
