@@ -69,6 +69,10 @@ def _add_train(sub):
     p.add_argument("--schedule", help="linear | scaled_linear | cosine | sigmoid | karras (default: linear)")
     p.add_argument("--prediction", help="eps | x0 | v | edm (default: eps; edm goes with --schedule karras)")
     p.add_argument("--loss-weighting", help="uniform | min-snr | edm (default: min-snr)")
+    p.add_argument("--noise-sampler", choices=["uniform", "lognormal"],
+                   help="training noise levels: uniform timesteps (DDPM) or log-normal sigma (EDM; with "
+                        "--schedule karras --prediction edm --loss-weighting edm it is EDM's recipe) "
+                        "(default: uniform)")
     p.add_argument("--sample-every", type=int, help="write a sample grid every N steps (default: end only)")
     p.add_argument("--checkpoint-every", type=int, help="checkpoint every N steps (default: 500)")
     p.add_argument("--sample-sampler", choices=list(SAMPLERS), help="sampler for the grids (default: dpmpp-2m)")
@@ -86,8 +90,9 @@ def cmd_train(a) -> int:
 
     overrides = {k: getattr(a, k) for k in ("data", "out", "steps", "minutes", "model", "image_size", "cond",
                                             "p_uncond", "batch_size", "lr", "lr_decay", "schedule", "prediction",
-                                            "loss_weighting", "sample_every", "checkpoint_every", "sample_sampler",
-                                            "precision", "device", "seed", "eval_every", "init_from")}
+                                            "loss_weighting", "noise_sampler", "sample_every", "checkpoint_every",
+                                            "sample_sampler", "precision", "device", "seed", "eval_every",
+                                            "init_from")}
     if a.config:
         config = TrainConfig.from_json_file(a.config, **overrides)
     else:
