@@ -128,8 +128,8 @@ def _add_sample(sub):
     p.add_argument("--sampler", default="dpmpp-2m", choices=list(SAMPLERS), help="(default: dpmpp-2m)")
     p.add_argument("--steps", type=int, default=20, help="sampler steps (default: 20)")
     p.add_argument("--spacing", choices=SPACINGS,
-                   help="noise-level spacing (default: leading for ddpm/ddim, karras otherwise; logsnr: uniform in "
-                        "logSNR)")
+                   help="noise-level spacing (default: leading for ddpm/ddim on a discrete schedule, karras otherwise; "
+                        "logsnr: uniform in logSNR)")
     p.add_argument("--sigma-min", type=float, help="karras / logsnr spacing: the lowest noise level before the last "
                                                    "step to 0 (default: the schedule's; at 10 steps 0.05 helped on "
                                                    "digits; on mnist5k heun gained 3-5% and the logsnr spacing hurt "

@@ -83,6 +83,8 @@ def test_edm_recipe_from_the_command_line(tmp_path):
         ("karras", "edm", "edm", "lognormal")
     dk("sample", out, "--num", "2", "--sampler", "heun", "--steps", "3", "--out", tmp_path / "s.npz")
     assert np.load(tmp_path / "s.npz")["images"].shape == (2, 8, 8, 1)
+    dk("sample", out, "--num", "2", "--sampler", "ddpm", "--steps", "3", "--out", tmp_path / "d.npz")  # no timesteps
+    assert np.load(tmp_path / "d.npz")["images"].shape == (2, 8, 8, 1)
     r = dk("train", "--data", "digits", "--out", tmp_path / "bad", "--steps", "1", "--noise-sampler", "beta",
            check=False)
     assert r.returncode == 2 and "invalid choice: 'beta'" in r.stderr and not (tmp_path / "bad").exists()

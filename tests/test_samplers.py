@@ -57,6 +57,18 @@ def test_conditioning_passes_through(sampler):
     assert not torch.equal(a, b)
 
 
+@pytest.mark.parametrize("sampler", list(dk.SAMPLERS))
+def test_every_sampler_runs_on_a_continuous_schedule(sampler):
+    """A Karras (EDM) schedule has no timesteps: ddpm / ddim default to its karras ladder, not to leading spacing,
+    and give the same samples as when karras is asked for by name."""
+    den = dk.Denoiser(TinyNet(), dk.KarrasSchedule(), prediction="edm")
+    a = dk.sample(den, (2, 1, 4, 4), sampler=sampler, steps=4, generator=torch.Generator().manual_seed(0))
+    b = dk.sample(den, (2, 1, 4, 4), sampler=sampler, steps=4, spacing="karras",
+                  generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(a).all() and torch.equal(a, b)
+    assert dk.SamplerConfig(sampler, 4).spacing_for(den.schedule) == "karras"
+
+
 def test_callback_carries_state_for_pictures():
     den = dk.Denoiser(TinyNet(), dk.DiscreteSchedule())
     infos = []

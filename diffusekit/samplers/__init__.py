@@ -38,8 +38,9 @@ SAMPLERS: dict[str, Callable] = {
     "dpmpp-3m": sample_dpmpp_3m,
 }
 
-# Spacing by default: DDPM and DDIM as published and as diffusers runs them (leading timesteps); the ODE and
-# multistep solvers on Karras et al.'s rho = 7 ladder, which suits them best at few steps.
+# Spacing by default: DDPM and DDIM as published and as diffusers runs them (leading timesteps) on a discrete
+# schedule; everything else, and every sampler on a continuous (Karras) schedule, which has no timesteps, on
+# Karras et al.'s rho = 7 ladder, which suits the ODE and multistep solvers best at few steps.
 DEFAULT_SPACING = {"ddpm": "leading", "ddim": "leading"}
 _COMMON = {"denoiser", "x", "sigmas", "cond", "generator", "callback"}
 
@@ -62,7 +63,7 @@ class SamplerConfig:
 
     sampler: str = "dpmpp-2m"
     steps: int = 20
-    spacing: str | None = None  # None: DEFAULT_SPACING for the sampler, else karras
+    spacing: str | None = None  # None: DEFAULT_SPACING for the sampler (on a discrete schedule), else karras
     options: dict = field(default_factory=dict)
     sigma_min: float | None = None  # the karras / logsnr ladder's ends; None: the schedule's
     sigma_max: float | None = None
@@ -80,7 +81,13 @@ class SamplerConfig:
 
     @property
     def resolved_spacing(self) -> str:
+        """The spacing on a discrete schedule; `spacing_for(schedule)` answers for any schedule."""
         return self.spacing or DEFAULT_SPACING.get(self.sampler, "karras")
+
+    def spacing_for(self, schedule) -> str:
+        if self.spacing or hasattr(schedule, "timesteps"):
+            return self.resolved_spacing
+        return "karras"  # a continuous schedule has no timesteps to space: leading / trailing mean nothing there
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -112,13 +119,14 @@ def sample(
 
     denoiser  a `Denoiser` (it carries the schedule and knows the starting noise's scale)
     shape     (B, C, *spatial) of the samples, or give the starting noise `x` (already scaled) instead
-    spacing   leading | trailing | linspace | karras | logsnr (default: leading for ddpm/ddim, karras otherwise)
+    spacing   leading | trailing | linspace | karras | logsnr (default: leading for ddpm/ddim on a discrete schedule,
+              karras otherwise)
     sigma_min, sigma_max   the karras / logsnr ladder's ends (default: the schedule's); at 10 steps a higher
               sigma_min gives the last network call work to do, which helped on digits, not everywhere
               (BENCHMARKS.md, section 5)
     options   the sampler's own options (`sampler_options(name)` lists them), e.g. eta=0.5 for ddim"""
     config = SamplerConfig(sampler, steps, spacing, options, sigma_min, sigma_max)
-    sigmas = denoiser.schedule.sigmas(steps, config.resolved_spacing, sigma_min=sigma_min, sigma_max=sigma_max)
+    sigmas = denoiser.schedule.sigmas(steps, config.spacing_for(denoiser.schedule), sigma_min=sigma_min, sigma_max=sigma_max)
     if x is None:
         if shape is None:
             raise ValueError("give the samples' shape (B, C, *spatial) or the starting noise x")
