@@ -70,7 +70,8 @@ def _add_train(sub):
     p.add_argument("--prediction", help="eps | x0 | v | edm (default: eps; edm goes with --schedule karras)")
     p.add_argument("--loss-weighting", help="uniform | min-snr | edm (default: min-snr)")
     p.add_argument("--noise-sampler", choices=["uniform", "lognormal"],
-                   help="training noise levels: uniform timesteps (DDPM) or log-normal sigma (EDM; with "
+                   help="training noise levels: uniform timesteps (DDPM; on --schedule karras, log sigma uniform over "
+                        "its range) or log-normal sigma (EDM; with "
                         "--schedule karras --prediction edm --loss-weighting edm it is EDM's recipe) "
                         "(default: uniform)")
     p.add_argument("--sample-every", type=int, help="write a sample grid every N steps (default: end only)")
