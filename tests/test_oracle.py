@@ -15,7 +15,7 @@ N = 20000
 
 # Steps per sampler: the real thing for DDPM (1000 leading steps), few steps for the high-order solvers.
 STEPS = {"ddpm": 1000, "ddim": 200, "euler": 200, "euler-ancestral": 300, "heun": 40, "dpmpp-2m": 40,
-         "dpmpp-2m-sde": 100, "dpmpp-3m": 40}
+         "dpmpp-2m-sde": 100, "dpmpp-3m": 40, "restart": 40}
 assert set(STEPS) == set(dk.SAMPLERS), "every sampler is tested"
 
 
@@ -84,6 +84,34 @@ def test_convergence_order(sampler, order):
         errors.append(float((out - exact).abs().max()))
     slope = fit_slope(steps, errors)
     assert -order - 0.5 < slope < -order + 0.35, (slope, errors)
+
+
+def test_restart_contracts_errors_made_above_the_restart_interval():
+    """Restart's point (Xu et al. 2023, Theorem 2): an error made at high noise is carried to the sample by the ODE,
+    but each restart (forward noise from t_min up to t_max, then the ODE back down) multiplies it by the exact flow's
+    contraction sqrt((l + t_min^2) / (l + t_max^2)) along each eigen-direction l of Gaussian data. The oracle here is
+    wrong by a fixed offset above sigma 2.5 only, so the restart interval [~0.3, 2] is solved with the exact one."""
+    oracle = GaussianOracle(MU, COV)
+    offset = oracle.U @ torch.tensor([3.0, 1.0, 1.0], dtype=torch.float64)
+
+    def biased(x, sigma, cond=None):
+        out = oracle(x, sigma)
+        return out + offset[:, None] if float(sigma) > 2.5 else out
+
+    sigmas = dk.DiscreteSchedule().sigmas(40, "karras")
+    x_T = torch.randn(N, 3, 1, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    x_T = x_T * math.sqrt(1 + float(sigmas[0]) ** 2)
+    errors = {}
+    for restarts in (0, 1, 2):
+        out = dk.get_sampler("restart")(biased, x_T.clone(), sigmas, generator=torch.Generator().manual_seed(7),
+                                        restart_min=0.3, restart_max=2.0, restarts=restarts, restart_steps=8)
+        errors[restarts] = (out[..., 0].mean(0) - oracle.mu) @ oracle.U  # mean error in the eigenbasis
+    t_min = min(sigmas[1:-1].tolist(), key=lambda v: abs(math.log(v / 0.3)))  # the ladder level restarts start at
+    c = ((oracle.lam + t_min**2) / (oracle.lam + 2.0**2)).sqrt()  # 0.18 to 0.32 here
+    assert (errors[0].abs() > 0.15).all(), errors[0]  # the ODE carries the offset's effect into the samples
+    # the same starting noise, so what is left is the offset's error times c per restart (+- sampling noise ~0.005)
+    assert torch.allclose(errors[1], errors[0] * c, atol=0.02), (errors, c)
+    assert torch.allclose(errors[2], errors[0] * c**2, atol=0.02), (errors, c)
 
 
 def test_ddpm_posterior_variances_both_reproduce_gaussian():

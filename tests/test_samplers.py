@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import diffusekit as dk
+from diffusekit.samplers import sampler_options
 
 SHAPES = {"1d": (3, 2, 16), "2d": (3, 1, 6, 6), "3d": (2, 1, 3, 4, 4)}
 
@@ -38,7 +39,9 @@ def test_sampler_interface(sampler, dims, prediction):
     assert torch.isfinite(out).all()
     assert torch.equal(out, again), "same seed, same result"
     assert not torch.equal(out, other), "another seed, another result"
-    assert calls == list(range(5)), "callback once per step"
+    # callback once per step, numbered in turn; restart adds its restarts' steps to the ladder's
+    extra = sampler_options(sampler).get("restarts", 0) * sampler_options(sampler).get("restart_steps", 0)
+    assert calls == list(range(5 + extra)), "callback once per step"
     out64 = dk.sample(den, shape, sampler=sampler, steps=5, dtype=torch.float64,
                       generator=torch.Generator().manual_seed(0))
     assert out64.dtype == torch.float64
@@ -156,3 +159,16 @@ def test_bad_denoiser_settings():
         dk.Denoiser(TinyNet(), dk.DiscreteSchedule(), prediction="noise")
     with pytest.raises(ValueError, match="needs a DiscreteSchedule"):
         dk.Denoiser(TinyNet(), dk.KarrasSchedule(), noise_cond="timestep")
+
+
+def test_restart_bad_options():
+    for opts, msg in [({"restart_min": 2.0, "restart_max": 1.0}, "need 0 < restart_min < restart_max"),
+                      ({"restarts": 1.5}, "restarts must be an integer >= 0"),
+                      ({"restart_steps": 0}, "restart_steps must be an integer >= 1"),
+                      ({"restart_max": 0.001, "restart_min": 0.0005}, "no level of the ladder lies below")]:
+        with pytest.raises(ValueError, match=msg):
+            dk.sample(_den(), (1, 1, 4), sampler="restart", steps=5, **opts)
+    # a float from a command line is taken when it is a whole number
+    a = dk.sample(_den(), (1, 1, 4), sampler="restart", steps=5, restarts=1.0, generator=torch.Generator().manual_seed(0))
+    b = dk.sample(_den(), (1, 1, 4), sampler="restart", steps=5, restarts=1, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a, b)

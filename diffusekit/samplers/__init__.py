@@ -8,6 +8,8 @@
     dpmpp-2m          DPM-Solver++(2M), Lu et al. 2022
     dpmpp-2m-sde      SDE-DPM-Solver++(2M)                          (options: eta, s_noise)
     dpmpp-3m          DPM-Solver++(3M)
+    restart           Heun with restarts, Xu et al. 2023            (options: restart_min, restart_max, restarts,
+                                                                     restart_steps, s_noise)
 
 `sample(denoiser, shape, sampler=..., steps=...)` does the whole job: sigmas from the denoiser's schedule, the
 starting noise, the loop.
@@ -26,6 +28,7 @@ from .base import check_sigmas
 from .ddpm import sample_ddim, sample_ddpm
 from .dpm import sample_dpmpp_2m, sample_dpmpp_2m_sde, sample_dpmpp_3m
 from .karras import sample_euler, sample_euler_ancestral, sample_heun
+from .restart import sample_restart
 
 SAMPLERS: dict[str, Callable] = {
     "ddpm": sample_ddpm,
@@ -36,6 +39,7 @@ SAMPLERS: dict[str, Callable] = {
     "dpmpp-2m": sample_dpmpp_2m,
     "dpmpp-2m-sde": sample_dpmpp_2m_sde,
     "dpmpp-3m": sample_dpmpp_3m,
+    "restart": sample_restart,
 }
 
 # Spacing by default: DDPM and DDIM as published and as diffusers runs them (leading timesteps) on a discrete

@@ -52,15 +52,20 @@ def sample_heun(denoiser, x, sigmas, *, cond=None, generator=None, callback=None
         sig_next = s[i + 1]
         x0_hat = denoiser(x, sig_hat, cond)
         notify(callback, i, x, sig_hat, sig_next, x0_hat)
-        if sig_next == 0:
-            x = x0_hat
-            continue
-        # x_2 = x + d dt with d = (x - x0_hat) / sig_hat; then x + (d + d_2) dt / 2, with d_2 = (x_2 - D(x_2)) / sig_next
-        dt = sig_next - sig_hat
-        x_2 = x0_hat.lerp(x, sig_next / sig_hat)
-        x = torch.add(x, x - x0_hat, alpha=dt / (2 * sig_hat))
-        x.add_(x_2 - denoiser(x_2, sig_next, cond), alpha=dt / (2 * sig_next))
+        x = heun_step(denoiser, x, x0_hat, sig_hat, sig_next, cond)
     return x
+
+
+def heun_step(denoiser, x, x0_hat, sig: float, sig_next: float, cond=None):
+    """The rest of one Heun step from sig to sig_next, given x0_hat = D(x; sig): one more denoiser call, or none when
+    sig_next = 0 (the step is then Euler's, to the denoised estimate: the correction is undefined there)."""
+    if sig_next == 0:
+        return x0_hat
+    # x_2 = x + d dt with d = (x - x0_hat) / sig; then x + (d + d_2) dt / 2, with d_2 = (x_2 - D(x_2)) / sig_next
+    dt = sig_next - sig
+    x_2 = x0_hat.lerp(x, sig_next / sig)
+    x = torch.add(x, x - x0_hat, alpha=dt / (2 * sig))
+    return x.add_(x_2 - denoiser(x_2, sig_next, cond), alpha=dt / (2 * sig_next))
 
 
 def sample_euler_ancestral(denoiser, x, sigmas, *, cond=None, generator=None, callback=None,
