@@ -4,7 +4,8 @@ The core, in the order data flows (notation in `diffusekit.schedules`):
     schedules   noise schedules, sigma/alpha_bar/SNR conversions, timestep spacings
     process     the forward process: closed-form noising, training targets, loss weights
     denoiser    one denoiser D(x, sigma, cond) -> x0_hat over eps-, x0-, v- or EDM-parameterized networks
-    samplers    the reverse process: ddpm, ddim, euler, euler-ancestral, heun, dpmpp-2m, dpmpp-2m-sde, dpmpp-3m
+    samplers    the reverse process: ddpm, ddim, euler, euler-ancestral, heun, dpmpp-2m, dpmpp-2m-sde, dpmpp-3m,
+                restart
 
 Sampling a model trained elsewhere (diffusers' convention: eps-prediction, t in 0..999):
 

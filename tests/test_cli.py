@@ -35,6 +35,8 @@ def test_sample_npz_and_grid(run, tmp_path):
     dk("sample", run, "--num", "2", "--steps", "3", "--spacing", "logsnr", "--sigma-min", "0.05", "--label", "3",
        "--out", tmp_path / "u.npz")
     assert np.load(tmp_path / "u.npz")["images"].shape == (2, 8, 8, 1)
+    dk("sample", run, "--num", "2", "--sampler", "restart", "--steps", "3", "--out", tmp_path / "r.npz")
+    assert np.load(tmp_path / "r.npz")["images"].shape == (2, 8, 8, 1)
 
 
 def test_show_writes_strips_and_gif(run, tmp_path):
