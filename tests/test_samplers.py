@@ -40,7 +40,8 @@ def test_sampler_interface(sampler, dims, prediction):
     assert torch.equal(out, again), "same seed, same result"
     assert not torch.equal(out, other), "another seed, another result"
     # callback once per step, numbered in turn; restart adds its restarts' steps to the ladder's
-    extra = sampler_options(sampler).get("restarts", 0) * sampler_options(sampler).get("restart_steps", 0)
+    opts = sampler_options(sampler)
+    extra = opts.get("restarts", 0) * opts.get("restart_steps", 0)
     assert calls == list(range(5 + extra)), "callback once per step"
     out64 = dk.sample(den, shape, sampler=sampler, steps=5, dtype=torch.float64,
                       generator=torch.Generator().manual_seed(0))

@@ -9,8 +9,8 @@ descent stays a low-error ODE solve. Network calls: 2 steps - 1 + 2 restarts res
 
 The defaults (restart on [0.3, 2], 2 restarts of 5 steps: 39 calls at steps=10) were chosen on mnist5k, on tuning
 seeds, among settings of 19 and 39 calls (BENCHMARKS.md, section 5): descents of 2 or 3 steps do not contract the
-added noise accurately (on Gaussian data 2-step descents inflate the variance by about 25%, 5-step ones by 3%), so
-restart does not pay at 19 calls; at 39 it matched DDPM's 1,000-step FD there.
+added noise accurately (on Gaussian data 2-step descents inflate every variance by about 25%, 5-step ones are
+accurate: tests/test_oracle.py), so restart does not pay at 19 calls; at 39 it matched DDPM's 1,000-step FD there.
 """
 
 from __future__ import annotations
