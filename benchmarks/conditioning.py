@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from diffusekit.runs import TrainedModel
+from diffusekit.model import TrainedModel
 from diffusekit.viz import save_grid
 
 LABEL_SCALES = (1, 1.5, 2, 3, 4, 6)

@@ -48,10 +48,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from diffusekit import physics
+from diffusekit.eval import physics
 from diffusekit.data import load_data
 from diffusekit.eval import frechet_distance_from_features
-from diffusekit.runs import TrainedModel, read_run_info
+from diffusekit.model import TrainedModel, read_run_info
 
 REL_TOL, Z_TOL, HIST_TOL = 0.10, 3.0, 0.02  # grf tolerances (module docstring)
 DATA_COLOUR, SAMPLE_COLOUR, FLOOR_COLOUR, THEORY_COLOUR = (0, 0, 0), (200, 30, 30), (150, 150, 150), (30, 90, 200)
@@ -311,7 +311,7 @@ def main(argv=None):
         res, values = bench_video(args.video, args)
         result["video"] = res
         plot_video(jsonable(res), values, args.out / "physics-video.png")
-        from diffusekit.viz_signals import save_clip_strip
+        from diffusekit.viz.signals import save_clip_strip
 
         save_clip_strip(values["s"][:8], args.out / "physics-video-samples.png", captions=False)
         r, fd = res["frame_diff"], res["frame_fd"]

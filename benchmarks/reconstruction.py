@@ -58,8 +58,8 @@ from diffusekit.inverse import tune_tv_lambda
 from diffusekit.inverse.metrics import psnr as image_psnr
 from diffusekit.inverse.task import (DEFAULT_STEPS, LABELS, MAIN_BASELINE, reconstruct_image, side_by_side,
                                      task_operator)
-from diffusekit.runs import TrainedModel
-from diffusekit.train.distributed import pick_device
+from diffusekit.model import TrainedModel
+from diffusekit.fast import pick_device
 
 COLOURS = {"zero_filled": (120, 120, 120), "tv": (30, 30, 200), "ddnm": (200, 30, 30), "dps": (30, 150, 30),
            "repaint": (200, 120, 0), "harmonic_fill": (120, 120, 120)}

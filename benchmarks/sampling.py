@@ -25,7 +25,7 @@ import torch
 import diffusekit as dk
 import flops  # benchmarks/flops.py (python puts this script's folder first on sys.path)
 from diffusekit.eval import evaluate
-from diffusekit.runs import TrainedModel
+from diffusekit.model import TrainedModel
 
 STEPS = (250, 100, 50, 20, 10, 5)
 
@@ -98,7 +98,7 @@ def sampling_speed(model, repeats=5, batch=64, steps=20):
 
 PEAK = """
 import resource, sys, torch
-from diffusekit.runs import TrainedModel
+from diffusekit.model import TrainedModel
 from diffusekit.train import TrainConfig, train
 mode, arg = sys.argv[1], sys.argv[2]
 if mode == "sample":

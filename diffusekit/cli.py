@@ -160,8 +160,8 @@ def cmd_sample(a) -> int:
     from tqdm.auto import tqdm
 
     from .data import to_uint8
-    from .runs import TrainedModel
-    from .viz_signals import save_samples
+    from .model import TrainedModel
+    from .viz.signals import save_samples
 
     if a.out.suffix != ".npz":
         raise ValueError(f"--out must be a .npz file, got {a.out}")
@@ -185,12 +185,12 @@ def cmd_sample(a) -> int:
     if a.grid:
         print(save_samples(images, a.grid, rate=model.info["data"].get("rate")))
         if prompts is not None:
-            from .runs import save_prompts
+            from .model import save_prompts
 
             negative = None if a.negative_prompt is None else " | ".join(a.negative_prompt)
             print(save_prompts(prompts, a.grid.with_suffix(".txt"), a.guidance, negative))
     if a.wav:
-        from .audio import write_wav
+        from .data.wav import write_wav
 
         if images.ndim != 3:
             raise ValueError(f"--wav writes 1-D signals; this model makes shape {tuple(images.shape[1:])}")
@@ -215,8 +215,8 @@ def _add_show(sub):
 
 
 def cmd_show(a) -> int:
-    from .runs import TrainedModel
-    from .show import show
+    from .model import TrainedModel
+    from .viz.show import show
 
     model = TrainedModel.load(a.run_dir)
     paths = show(model, a.out or a.run_dir / "show", sampler=a.sampler, steps=a.steps, seed=a.seed, num=a.num)
@@ -232,8 +232,7 @@ def _add_info(sub):
 
 
 def cmd_info(a) -> int:
-    from .runs import read_run_info
-    from .train.checkpoint import list_checkpoints
+    from .rundir import list_checkpoints, read_run_info
 
     info = read_run_info(a.run_dir)
     ckpts = list_checkpoints(a.run_dir / "checkpoints")
@@ -300,7 +299,7 @@ def cmd_eval(a) -> int:
 
     metrics = tuple(m for m in a.metrics.split(",") if m)
     if a.source.is_dir():
-        from .runs import TrainedModel
+        from .model import TrainedModel
 
         model = TrainedModel.load(a.source)
         data = a.data or model.info["train"]["data"]
@@ -372,13 +371,13 @@ def cmd_reconstruct(a) -> int:
     from tqdm.auto import tqdm
 
     from .inverse.task import load_image, load_mask, reconstruct_image, save_reconstruction
-    from .runs import TrainedModel
+    from .model import TrainedModel
 
     if a.mask is not None and a.task != "inpaint":
         raise ValueError(f"--mask is for --task inpaint, not {a.task}")
     if not a.input.exists():  # before loading the model: the cheap mistake first
         raise FileNotFoundError(f"input image {a.input} does not exist")
-    from .train.distributed import pick_device
+    from .fast import pick_device
 
     model = TrainedModel.load(a.run_dir, weights=a.weights, device=pick_device(a.device))
     image, notes = load_image(a.input, model.shape)

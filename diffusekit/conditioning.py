@@ -8,7 +8,7 @@ Text (as Stable Diffusion): a frozen text encoder turns each prompt into per-tok
 mask (B, L); the UNet cross-attends to them (`context`, `context_mask`). The "no prompt" condition is the encoding
 of the empty prompt "" (SD's choice, not a learned token): training replaces a caption by it with probability
 `p_uncond`, and sampling uses it for guidance's unconditional pass, or a negative prompt in its place. The wrapper
-sees only tensors: which encoder made them is the caller's business (`diffusekit.runs.TrainedModel`).
+sees only tensors: which encoder made them is the caller's business (`diffusekit.model.TrainedModel`).
 """
 
 from __future__ import annotations

@@ -25,8 +25,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .process import _bcast, x0_loss_weight
-from .schedules import DiscreteSchedule, KarrasSchedule, Schedule
+from .process import add_noise, bcast, training_target, x0_loss_weight
+from .schedules import DiscreteSchedule, KarrasSchedule, Schedule, sigma_to_alpha_bar
 
 PARAMETERIZATIONS = ("eps", "x0", "v", "edm")
 NOISE_CONDITIONINGS = ("timestep", "log_sigma")
@@ -142,8 +142,8 @@ class Denoiser(nn.Module):
             return out.mul(c_out).add_(x, alpha=c_skip) if c_skip else out.mul(c_out)
         sigma = torch.as_tensor(sigma, dtype=torch.float64, device=x.device).expand(B)
         c_skip, c_out, c_in, c_noise = self.coefficients(sigma)
-        out = self._run(x * _bcast(c_in, x), c_noise.to(x.dtype), cond)
-        return _bcast(c_skip, x) * x + _bcast(c_out, x) * out
+        out = self._run(x * bcast(c_in, x), c_noise.to(x.dtype), cond)
+        return bcast(c_skip, x) * x + bcast(c_out, x) * out
 
     # -- training ----------------------------------------------------------------------------------------------------
     def loss(
@@ -162,14 +162,12 @@ class Denoiser(nn.Module):
         estimate (`process.x0_loss_weight`) and carried into F-space by c_out^2, since D - x0 = c_out (F - F_target)."""
         sigma = torch.as_tensor(sigma, dtype=torch.float64, device=x0.device)
         c_skip, c_out, c_in, c_noise = self.coefficients(sigma)
-        x = x0 + _bcast(sigma, x0) * eps
-        out = self._run(x * _bcast(c_in, x0), c_noise.to(x0.dtype), cond)
-        if self.prediction == "eps":
-            target = eps
-        elif self.prediction == "x0":
-            target = x0
-        else:  # v and edm: (x0 - c_skip x) / c_out; for v this is sqrt(ab) eps - sqrt(1 - ab) x0
-            target = (x0 - _bcast(c_skip, x0) * x) / _bcast(c_out, x0)
+        x = add_noise(x0, sigma, eps)
+        out = self._run(x * bcast(c_in, x0), c_noise.to(x0.dtype), cond)
+        if self.prediction == "edm":  # EDM's F target (Karras et al. 2022, eq. 8): (x0 - c_skip x) / c_out
+            target = (x0 - bcast(c_skip, x0) * x) / bcast(c_out, x0)
+        else:  # the VP targets, alpha_bar = 1 / (1 + sigma^2)
+            target = training_target(self.prediction, x0, eps, sigma_to_alpha_bar(sigma))
         dtype = torch.promote_types(out.dtype, torch.float32)  # bf16 network outputs: the loss in fp32
         mse = (out.to(dtype) - target.to(dtype)).pow(2).flatten(1).mean(1)
         if weighting == "uniform":

@@ -1,5 +1,5 @@
 """The CPU fast path, in one place: bf16 autocast where the CPU runs bf16 natively, channels_last, a fused
-optimizer step, a quiet allocator. The plain fp32 path is simply not calling these; tests check the two agree.
+optimizer step, a quiet allocator, and the device. The plain fp32 path is simply not calling these; tests check the two agree.
 
 How a training loop uses it:
 
@@ -14,24 +14,34 @@ and, before the process starts, the environment from `allocator_env()` (the CLI 
 `reexec_with_allocator_env()`).
 
 Why each switch (measured on a 2-core AVX512-BF16 CPU, training a 1.7M-parameter UNet at 32x32: 1.75x faster than
-plain fp32 in all; see benchmarks/RESULTS-nets.md):
+plain fp32 in all; BENCHMARKS.md section 2):
 - bf16: convolutions run 2-3x faster than fp32 through oneDNN. Only where the CPU has native bf16 (AVX512-BF16 or
   AMX); elsewhere oneDNN emulates bf16 (not measured here), so the fast path stays fp32 there.
 - channels_last: oneDNN's convolutions are fastest in NHWC. It only pays end to end because diffusekit's
   GroupNorm (nets.layers.GroupNormAct) stays fast in that layout; PyTorch's own does not (diffusers' UNet gets
   2x slower in channels_last).
 - fused AdamW: one kernel over all parameters instead of a Python loop of small ops.
-- the allocator settings: no effect measured at 1.5M parameters / batch 64; PERF-NOTES saw 22% at 6M / batch 128.
+- the allocator settings: no effect measured at 1.5M parameters / batch 64; kept because they cost nothing and
+  larger nets page-fault more (not measured in this repository).
 - autocast keeps fp32 master weights and casts each weight once per forward (its cast cache), which is cheap for
   nets of a few million parameters; nothing else is needed.
 """
 
 import contextlib
-import ctypes
 import os
 import sys
 
 import torch
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """'auto': CUDA when there is a GPU, else the CPU; 'cuda' without one is an error that says what to pass."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    d = torch.device(device)
+    if d.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' was asked for but CUDA is not available; use --device cpu or auto")
+    return d
 
 
 def native_bf16() -> bool:
@@ -80,7 +90,8 @@ def autocast(device, dims: int = 2):
 
 def adamw(params, lr: float = 1e-4, **kwargs) -> torch.optim.AdamW:
     """AdamW with the fused kernel (CPU and CUDA, torch >= 2.4): one pass over all parameters per step.
-    PERF-NOTES: the default for-loop step issues hundreds of small ops per step on CPU."""
+    The default for-loop step issues hundreds of small ops per step on CPU (255 `div` calls a step in a
+    torch.profiler run of a 1.5M-parameter UNet)."""
     kwargs.setdefault("fused", True)
     return torch.optim.AdamW(params, lr=lr, **kwargs)
 
@@ -115,17 +126,3 @@ def reexec_with_allocator_env(argv: list[str] | None = None) -> None:
     if spec is not None and spec.name != "__main__":
         argv = ["-m", spec.name] + argv[1:]
     os.execv(sys.executable, [sys.executable] + argv)
-
-
-def configure_allocator() -> bool:
-    """Apply the allocator settings in-process through glibc's mallopt (for processes that cannot re-exec, e.g. a
-    notebook). Affects allocations from now on; returns False where mallopt is unavailable."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-    ok = libc.mallopt(M_MMAP_THRESHOLD, ctypes.c_int(32 * 1024**2))  # the most mallopt accepts
-    # mallopt takes an int: the largest trim threshold it can express is 2 GiB - 1, plenty in practice
-    ok &= libc.mallopt(M_TRIM_THRESHOLD, ctypes.c_int(2**31 - 1))
-    return bool(ok)

@@ -2,8 +2,9 @@
 
 Notation as in `diffusekit.schedules`. In the VP view x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps; in the sigma
 view x = x0 + sigma eps = x_t / sqrt(alpha_bar). Training happens in the sigma view through the denoiser
-(`Denoiser.loss`); the VP functions here are the closed forms of Ho et al. 2020 that diffusers' `add_noise` and the
-targets of eps-, x0- and v-prediction (Salimans & Ho 2022) are written in.
+(`Denoiser.loss` noises with `add_noise` and takes its targets from `training_target`); the VP functions are the
+closed forms of Ho et al. 2020 that diffusers' `add_noise` and the targets of eps-, x0- and v-prediction (Salimans &
+Ho 2022) are written in.
 """
 
 from __future__ import annotations
@@ -19,26 +20,20 @@ LOSS_WEIGHTINGS = ("uniform", "min-snr", "edm")
 NOISE_SAMPLERS = ("uniform", "lognormal")
 
 
-def _bcast(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """(B,) -> (B, 1, ..., 1) to broadcast over (B, C, *spatial)."""
+def bcast(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """(B,) -> (B, 1, ..., 1) in x's dtype, to broadcast a per-sample value over x (B, C, *spatial)."""
     return a.reshape(-1, *([1] * (x.ndim - 1))).to(x.dtype)
 
 
 def q_sample(schedule: DiscreteSchedule, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
     """Sample q(x_t | x0) at integer timesteps t (B,): sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps."""
-    ab = _bcast(schedule.alphas_cumprod.to(x0.device)[t], x0)
+    ab = bcast(schedule.alphas_cumprod.to(x0.device)[t], x0)
     return ab.sqrt() * x0 + (1 - ab).sqrt() * eps
-
-
-def q_mean_var(schedule: DiscreteSchedule, x0: torch.Tensor, t: torch.Tensor):
-    """Mean and variance of q(x_t | x0): sqrt(alpha_bar_t) x0 and (1 - alpha_bar_t)."""
-    ab = _bcast(schedule.alphas_cumprod.to(x0.device)[t], x0)
-    return ab.sqrt() * x0, (1 - ab).expand_as(x0)
 
 
 def add_noise(x0: torch.Tensor, sigma: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
     """The sigma view of the same process: x = x0 + sigma eps, sigma (B,)."""
-    return x0 + _bcast(sigma, x0) * eps
+    return x0 + bcast(sigma, x0) * eps
 
 
 def training_target(prediction: str, x0: torch.Tensor, eps: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
@@ -50,7 +45,7 @@ def training_target(prediction: str, x0: torch.Tensor, eps: torch.Tensor, alpha_
     if prediction == "x0":
         return x0
     if prediction == "v":
-        ab = _bcast(alpha_bar, x0)
+        ab = bcast(alpha_bar, x0)
         return ab.sqrt() * eps - (1 - ab).sqrt() * x0
     raise ValueError(f"unknown prediction {prediction!r}; allowed: {', '.join(PREDICTIONS)}")
 
@@ -100,8 +95,8 @@ __all__ = [
     "PREDICTIONS",
     "LOSS_WEIGHTINGS",
     "NOISE_SAMPLERS",
+    "bcast",
     "q_sample",
-    "q_mean_var",
     "add_noise",
     "training_target",
     "x0_loss_weight",

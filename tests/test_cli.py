@@ -111,7 +111,7 @@ def test_one_engine_for_signals_and_video(tmp_path, shape):
        *(["--wav", tmp_path / "wav"] if len(shape) == 2 else []))
     images = np.load(tmp_path / "s.npz")["images"]
     if len(shape) == 2:  # signals come out as real WAV files too
-        from diffusekit.audio import read_wav
+        from diffusekit.data.wav import read_wav
 
         wav, rate = read_wav(tmp_path / "wav" / "sample-0002.wav")
         assert wav.shape == shape and rate == 16000

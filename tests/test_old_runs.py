@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from diffusekit.runs import TrainedModel
+from diffusekit.model import TrainedModel
 from diffusekit.train import TrainConfig, train
 
 OLD = Path(__file__).parent / "fixtures" / "old-runs"

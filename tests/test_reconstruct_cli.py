@@ -28,7 +28,7 @@ def run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model(run):
-    from diffusekit.runs import TrainedModel
+    from diffusekit.model import TrainedModel
 
     return TrainedModel.load(run)
 

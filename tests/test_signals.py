@@ -14,12 +14,13 @@ from PIL import Image
 from scipy.io import wavfile
 from scipy.stats import ks_2samp, kurtosis, skew, wasserstein_distance
 
-from diffusekit import physics
-from diffusekit.audio import WavError, read_wav, write_wav
+from diffusekit.eval import physics
+from diffusekit.data.wav import WavError, read_wav, write_wav
 from diffusekit.data import DataError
-from diffusekit.data.signals import (GeneratedDataset, is_wav_folder, load_mnist1d, load_signals, load_wav_folder,
+from diffusekit.data import GeneratedDataset
+from diffusekit.data.signals import (is_wav_folder, load_mnist1d, load_signals, load_wav_folder,
                                      make_waves)
-from diffusekit.viz_signals import save_spectrograms, save_waveforms, spectrogram_db
+from diffusekit.viz.signals import save_spectrograms, save_waveforms, spectrogram_db
 
 torch.set_num_threads(1)
 RATE = 16_000

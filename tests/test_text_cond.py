@@ -14,9 +14,9 @@ import torch
 from safetensors.torch import load_file
 
 from diffusekit.conditioning import TextConditioned
-from diffusekit.runs import TrainedModel, build_net
+from diffusekit.model import TrainedModel, build_net
 from diffusekit.train import TrainConfig, train
-from diffusekit.train.checkpoint import latest_checkpoint
+from diffusekit.rundir import latest_checkpoint
 from helpers import dk
 
 TINY = dict(data="digits", model="tiny", batch_size=16, log_every=1, checkpoint_every=100, warmup_steps=2,
@@ -132,7 +132,7 @@ def test_prompt_errors(model, tmp_path):
 
 
 def test_show_on_a_text_run(model, tmp_path):
-    from diffusekit.show import show
+    from diffusekit.viz.show import show
 
     paths = show(model, tmp_path, steps=2, num=3)
     assert paths["prompts"].read_text().splitlines()[1:] == [

@@ -13,9 +13,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from diffusekit.runs import TrainedModel
+from diffusekit.model import TrainedModel
 from diffusekit.train import TrainConfig, TrainingDiverged, train
-from diffusekit.train.checkpoint import latest_checkpoint, list_checkpoints
+from diffusekit.rundir import latest_checkpoint, list_checkpoints
 from diffusekit.train.ema import EMA
 from diffusekit.train.loop import BatchStream, _lr_at
 

@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from diffusekit import physics
+from diffusekit.eval import physics
 from diffusekit.data import DataError, load_data
 from diffusekit.data.fields import grf_power, make_grf
 from diffusekit.data.video import make_moving_digits
-from diffusekit.viz_signals import save_clip_gif, save_clip_strip
+from diffusekit.viz.signals import save_clip_gif, save_clip_strip
 
 torch.set_num_threads(1)
 
@@ -270,7 +270,7 @@ def test_clip_gif_and_strip(tmp_path, mnist5k):
 
 
 def test_save_samples_picks_the_picture_by_shape(tmp_path, mnist5k):
-    from diffusekit.viz_signals import save_samples
+    from diffusekit.viz.signals import save_samples
 
     clips = make_moving_digits(3, seed=0, digits=mnist5k).x
     with Image.open(save_samples(clips, tmp_path / "v.gif")) as im:

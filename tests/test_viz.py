@@ -5,8 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from diffusekit import viz
-from diffusekit.viz import CAPTION_H, image_grid, process_strip, save_gif, save_grid, save_strip, to_uint8
+from diffusekit.viz.draw import caption
+from diffusekit.viz.grids import CAPTION_H, image_grid, process_strip, save_gif, save_grid, save_strip, to_uint8
 
 
 def _known(b, c, h, w, seed=0):
@@ -79,7 +79,7 @@ def test_reverse_strip_two_rows_with_row_labels(tmp_path):
     cell = img.size[1] - CAPTION_H - 2  # two rows of (H*s + pad)
     assert img.mode == "RGB" and cell % 2 == 0 and (cell // 2 - 2) % 8 == 0 and cell // 2 - 2 >= 48
     assert img.size[0] > 3 * (cell // 2) + 2  # a left margin for the row labels
-    assert viz._caption("σ=1.2") == "sigma=1.2"  # the default font has no σ: spelled out, never a box
+    assert caption("σ=1.2") == "sigma=1.2"  # the default font has no σ: spelled out, never a box
     with pytest.raises(ValueError, match="one caption per step"):
         process_strip(rows, labels=["a"])
 

@@ -45,7 +45,7 @@ def load_array(path: str | os.PathLike) -> InMemoryDataset:
             f"C={x.shape[1]}. If that is wrong, save x.transpose(0, 3, 1, 2) instead.",
             stacklevel=3,
         )
-    t, note = _scale(x, where)
+    t, note = scale_to_unit(x, where)
     if labels is not None:
         labels = _check_labels(labels, x.shape[0], where)
     return InMemoryDataset(t, labels, None, name=path.stem, source=str(path), notes=[note])
@@ -80,7 +80,9 @@ def _read(path: Path) -> tuple[np.ndarray, np.ndarray | None, str | None]:
     return x, labels, key
 
 
-def _scale(x: np.ndarray, where: str) -> tuple[torch.Tensor, str]:
+def scale_to_unit(x: np.ndarray, where: str) -> tuple[torch.Tensor, str]:
+    """An array of any real or integer dtype as float32 in [-1, 1], and a note of the rule applied (the rule
+    training arrays get, so an array means the same wherever it is read)."""
     if x.dtype == np.uint8:
         return torch.from_numpy(x.astype(np.float32) / 127.5 - 1), "uint8 0..255 scaled to [-1, 1]"
     if x.dtype == np.uint16:

@@ -31,13 +31,15 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .dataset import DataError, InMemoryDataset
+from .dataset import CaptionedDataset, DataError, InMemoryDataset
+from .folder import list_images, load_folder
+from .load import load_data
+from .shapes import load_shapes
 
 CAPTIONS_FILE = "captions.jsonl"
 DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -55,42 +57,6 @@ DIGIT_TEMPLATES = [
     "the numeral {d}",
 ]
 DIGIT_DATASETS = ("digits", "mnist5k")
-
-
-@dataclass(repr=False)
-class CaptionedDataset(InMemoryDataset):
-    """An InMemoryDataset with one caption per image (and, for `shapes`, the attributes each caption describes).
-
-    Indexing is unchanged (`ds[i]` is `(x[i], labels[i])` or `(x[i],)`): captions are looked up by index, e.g.
-    through `diffusekit.text.encode_captions(ds.captions).lookup(i)`.
-    """
-
-    captions: list[str] = field(default_factory=list)  # (N,) one per image
-    attributes: list | None = None  # (N,) per-image structured description where the data has one (shapes)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if len(self.captions) != self.x.shape[0]:
-            raise DataError(f"{self.name}: {len(self.captions)} captions for {self.x.shape[0]} images")
-        if self.attributes is not None and len(self.attributes) != self.x.shape[0]:
-            raise DataError(f"{self.name}: {len(self.attributes)} attribute lists for {self.x.shape[0]} images")
-
-    def subset(self, keep) -> CaptionedDataset:
-        """The images at indices `keep` (a list or an int64/bool tensor), in that order, with their captions."""
-        idx = torch.as_tensor(keep)
-        idx = idx.nonzero().flatten() if idx.dtype == torch.bool else idx.long()
-        rows = idx.tolist()
-        return CaptionedDataset(
-            self.x[idx], None if self.labels is None else self.labels[idx], self.class_names, self.name,
-            self.source, list(self.skipped), list(self.notes), [self.captions[i] for i in rows],
-            None if self.attributes is None else [self.attributes[i] for i in rows],
-        )
-
-    def describe(self) -> str:
-        return f"{super().describe()}, {len(set(self.captions))} distinct captions"
-
-    def __repr__(self) -> str:
-        return f"CaptionedDataset({self.describe()})"
 
 
 def with_captions(ds: InMemoryDataset, captions: list[str], attributes: list | None = None) -> CaptionedDataset:
@@ -123,12 +89,8 @@ def load_captioned(spec: str | os.PathLike = "digits", seed: int = 0, image_size
     `seed` picks the digit phrasings or generates the shapes; `missing` ("warn" or "error") is what a folder does
     with images that have no caption. image_size and channels are as in `load_data`.
     """
-    from . import load_data
-
     text = os.fspath(spec)
     if text == "shapes":
-        from .shapes import load_shapes
-
         if image_size is not None or channels is not None:
             raise DataError("shapes is generated at 32x32 RGB: use make_shapes(image_size=...) for other sizes")
         return load_shapes(seed=seed)
@@ -146,10 +108,8 @@ def load_captioned_folder(folder: str | os.PathLike, image_size: int | None = No
     """Images under `folder` with their captions (rules and errors in the module docstring)."""
     if missing not in ("warn", "error"):
         raise ValueError(f"missing must be 'warn' or 'error'; got {missing!r}")
-    from .folder import _list_files, load_folder
-
     folder = Path(folder)
-    files, _ = _list_files(folder)
+    files, _ = list_images(folder)
     rel = [p.relative_to(folder).as_posix() for p in files]
     jsonl = folder / CAPTIONS_FILE
     if jsonl.is_file():

@@ -171,9 +171,66 @@ def _describe(t) -> str:
     return type(t).__name__
 
 
+@dataclass(repr=False)
+class GeneratedDataset(InMemoryDataset):
+    """An InMemoryDataset that also carries how it was made: per-example parameters and, for audio, the rate.
+
+    params: name -> tensor with N rows (per example) or a 0-d tensor / number (one value for the whole set), so
+    benchmarks can compare a model's samples with the true distribution of a generating parameter.
+    """
+
+    params: dict = field(default_factory=dict)
+    rate: int | None = None  # samples per second for audio-like signals; None where time has no unit
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        n = self.x.shape[0]
+        for k, v in self.params.items():
+            if isinstance(v, torch.Tensor) and v.ndim > 0 and v.shape[0] != n:
+                raise DataError(f"{self.name}: params[{k!r}] has {v.shape[0]} rows for {n} examples")
+
+
+@dataclass(repr=False)
+class CaptionedDataset(InMemoryDataset):
+    """An InMemoryDataset with one caption per image (and, for `shapes`, the attributes each caption describes).
+
+    Indexing is unchanged (`ds[i]` is `(x[i], labels[i])` or `(x[i],)`): captions are looked up by index, e.g.
+    through `diffusekit.text.encode_captions(ds.captions).lookup(i)`.
+    """
+
+    captions: list[str] = field(default_factory=list)  # (N,) one per image
+    attributes: list | None = None  # (N,) per-image structured description where the data has one (shapes)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if len(self.captions) != self.x.shape[0]:
+            raise DataError(f"{self.name}: {len(self.captions)} captions for {self.x.shape[0]} images")
+        if self.attributes is not None and len(self.attributes) != self.x.shape[0]:
+            raise DataError(f"{self.name}: {len(self.attributes)} attribute lists for {self.x.shape[0]} images")
+
+    def subset(self, keep) -> CaptionedDataset:
+        """The images at indices `keep` (a list or an int64/bool tensor), in that order, with their captions."""
+        idx = torch.as_tensor(keep)
+        idx = idx.nonzero().flatten() if idx.dtype == torch.bool else idx.long()
+        rows = idx.tolist()
+        return CaptionedDataset(
+            self.x[idx], None if self.labels is None else self.labels[idx], self.class_names, self.name,
+            self.source, list(self.skipped), list(self.notes), [self.captions[i] for i in rows],
+            None if self.attributes is None else [self.attributes[i] for i in rows],
+        )
+
+    def describe(self) -> str:
+        return f"{super().describe()}, {len(set(self.captions))} distinct captions"
+
+    def __repr__(self) -> str:
+        return f"CaptionedDataset({self.describe()})"
+
+
 __all__ = [
     "DataError",
     "InMemoryDataset",
+    "GeneratedDataset",
+    "CaptionedDataset",
     "to_uint8",
     "uint8_to_unit",
     "convert_channels",

@@ -24,14 +24,18 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..physics import wavenumbers
-from .dataset import DataError
-from .signals import GeneratedDataset
+from .dataset import DataError, GeneratedDataset
 
 GRF_N = 5000  # 20 MB at 32x32 float32; measures every band's mean power to better than 1 % (1 sigma)
 GRF_SIZE = 32
 GRF_ALPHA = 3.0
 GRF_STD = 0.25  # 4 standard deviations = the edge of the [-1, 1] data range
+
+
+def wavenumbers(size: int) -> np.ndarray:
+    """|k| on the fft2 grid of an S x S field, (S, S), in cycles per box."""
+    k = np.fft.fftfreq(size) * size
+    return np.hypot(k[:, None], k[None, :])
 
 
 def grf_power(size: int = GRF_SIZE, alpha: float = GRF_ALPHA, std: float = GRF_STD) -> np.ndarray:
@@ -67,4 +71,4 @@ def load_grf() -> GeneratedDataset:
     return make_grf()
 
 
-__all__ = ["GRF_ALPHA", "GRF_SIZE", "GRF_STD", "grf_power", "load_grf", "make_grf"]
+__all__ = ["wavenumbers", "GRF_ALPHA", "GRF_SIZE", "GRF_STD", "grf_power", "load_grf", "make_grf"]

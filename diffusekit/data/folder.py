@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from .files import folder_labels, list_files
 from .dataset import DataError, InMemoryDataset, check_channels, check_image_size, median_int, uint8_to_unit
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -43,7 +44,7 @@ def load_folder(
     check_image_size(image_size)
     check_channels(channels)
     folder = Path(folder)
-    files, others = _list_files(folder)
+    files, others = list_images(folder)
     if not files:
         found = f"; it has {len(others)} other files, e.g. {others[0]}" if others else " and no other files"
         raise DataError(f"folder {folder} has no image files ({', '.join(IMAGE_EXTENSIONS)}){found}")
@@ -98,7 +99,7 @@ def load_folder(
 
     v = np.stack(arrays)  # (N, S, S) or (N, S, S, 3) uint8
     v = v[:, None] if v.ndim == 3 else v.transpose(0, 3, 1, 2)  # (N, C, S, S)
-    labels, class_names = _folder_labels(folder, files, kept)
+    labels, class_names = folder_labels(folder, files, kept)
     return InMemoryDataset(
         uint8_to_unit(v), labels, class_names, name=folder.name or str(folder), source=str(folder),
         skipped=skipped, notes=notes,
@@ -110,18 +111,11 @@ def _reason(path: Path, e: Exception) -> str:
     return f"{path}: {type(e).__name__}: {str(e).replace(f' {str(path)!r}', '')}"
 
 
-def _list_files(folder: Path) -> tuple[list[Path], list[Path]]:
+def list_images(folder: Path) -> tuple[list[Path], list[Path]]:
     """(image files, other files) under folder, sorted by relative path; hidden entries left out."""
-    images, others = [], []
-    for root, dirs, names in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(names):
-            if name.startswith("."):
-                continue
-            path = Path(root, name)
-            (images if path.suffix.lower() in IMAGE_EXTENSIONS else others).append(path)
-    key = lambda p: p.relative_to(folder).as_posix()  # noqa: E731
-    return sorted(images, key=key), sorted(others, key=key)
+    files = list_files(folder)
+    return ([p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS],
+            [p for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS])
 
 
 def _is_gray(im: Image.Image) -> bool:
@@ -160,14 +154,3 @@ def _read(path: Path, size: int, channels: int, counts: dict[str, int]) -> np.nd
         return np.asarray(im, dtype=np.uint8)
 
 
-def _folder_labels(folder: Path, files: list[Path], kept: list[Path]):
-    """Labels from first-level sub-folder names, or (None, None) when the layout is not one folder per class."""
-    parts = [p.relative_to(folder).parts for p in files]
-    if any(len(q) < 2 for q in parts):
-        return None, None
-    class_names = sorted({q[0] for q in parts})  # from all listed files, so a bad file never shifts indices
-    if len(class_names) < 2:
-        return None, None
-    index = {c: i for i, c in enumerate(class_names)}
-    labels = torch.tensor([index[p.relative_to(folder).parts[0]] for p in kept], dtype=torch.int64)
-    return labels, class_names

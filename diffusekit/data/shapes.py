@@ -47,8 +47,7 @@ import math
 import numpy as np
 import torch
 
-from .captions import CaptionedDataset
-from .dataset import uint8_to_unit
+from .dataset import CaptionedDataset, uint8_to_unit
 
 KINDS = ("circle", "square", "triangle", "cross")
 COLOURS = {  # RGB 0..255; pairwise distances >= 160, and >= 250 from the black background

@@ -40,7 +40,7 @@ User files (`load_signals`):
                  fit="error" (default) names the lengths found; "crop" cuts every clip to the shortest (keeping
                  the start); "pad" pads every clip with zeros (silence) at the end to the longest.
     WAV samples are scaled as `read_wav` does (v / 2^(bits-1)), never normalised. A bad WAV is an error naming
-    the file (see `diffusekit.audio`), also inside a folder: a folder's WAVs are meant to be used, not skipped.
+    the file (see `diffusekit.data.wav`), also inside a folder: a folder's WAVs are meant to be used, not skipped.
 """
 
 from __future__ import annotations
@@ -51,7 +51,6 @@ import os
 import random
 import sys
 import types
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,8 +58,10 @@ import numpy as np
 import torch
 
 from .arrays import load_array
-from .dataset import DataError, InMemoryDataset
-from .folder import IMAGE_EXTENSIONS, _folder_labels
+from .dataset import DataError, GeneratedDataset, InMemoryDataset
+from .files import folder_labels, list_files, tally
+from .folder import IMAGE_EXTENSIONS
+from .wav import read_wav
 
 MNIST1D_INSTALL = "pip install --no-deps mnist1d==0.0.2.post1"  # needs numpy, scipy and requests (all present)
 WAV_EXTENSIONS = (".wav", ".wave")
@@ -75,25 +76,6 @@ WAVES_OTHER_AMP = (0.1, 0.6)  # relative to the first (dominant) tone's 1
 WAVES_ATTACK = (0.001, 0.020)  # s, uniform
 WAVES_DECAY = (0.020, 0.200)  # s, log-uniform
 WAVES_PEAK = (0.3, 0.95)  # max |x|, uniform
-
-
-@dataclass(repr=False)
-class GeneratedDataset(InMemoryDataset):
-    """An InMemoryDataset that also carries how it was made: per-example parameters and, for audio, the rate.
-
-    params: name -> tensor with N rows (per example) or a 0-d tensor / number (one value for the whole set), so
-    benchmarks can compare a model's samples with the true distribution of a generating parameter.
-    """
-
-    params: dict = field(default_factory=dict)
-    rate: int | None = None  # samples per second for audio-like signals; None where time has no unit
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        n = self.x.shape[0]
-        for k, v in self.params.items():
-            if isinstance(v, torch.Tensor) and v.ndim > 0 and v.shape[0] != n:
-                raise DataError(f"{self.name}: params[{k!r}] has {v.shape[0]} rows for {n} examples")
 
 
 # ---- waves ----------------------------------------------------------------------------------------------------
@@ -256,7 +238,7 @@ def load_signals(path: str | os.PathLike, length: int | None = None, hop: int | 
 
 def is_wav_folder(folder: str | os.PathLike) -> bool:
     """True when `folder` holds .wav files and no images: what `load_data` should send to `load_wav_folder`."""
-    files = _list_files(Path(folder))
+    files = list_files(Path(folder))
     return any(p.suffix.lower() in WAV_EXTENSIONS for p in files) and not any(
         p.suffix.lower() in IMAGE_EXTENSIONS for p in files
     )
@@ -269,7 +251,7 @@ def load_wav_windows(path: str | os.PathLike, length: int = DEFAULT_WINDOW, hop:
     hop = length if hop is None else hop
     if not (isinstance(length, int) and length >= 1 and isinstance(hop, int) and hop >= 1):
         raise DataError(f"{path}: length and hop must be positive ints; got length={length!r}, hop={hop!r}")
-    wav, rate = _read_wav(path)
+    wav, rate = read_wav(path)
     wav = _convert_channels(wav, channels, path)
     total = wav.shape[1]
     if total < length:
@@ -290,48 +272,40 @@ def load_wav_folder(folder: str | os.PathLike, fit: str = "error",
     folder = Path(folder)
     if fit not in ("error", "crop", "pad"):
         raise DataError(f"{folder}: fit must be 'error', 'crop' or 'pad'; got {fit!r}")
-    files = [p for p in _list_files(folder) if p.suffix.lower() in WAV_EXTENSIONS]
+    files = [p for p in list_files(folder) if p.suffix.lower() in WAV_EXTENSIONS]
     if not files:
         raise DataError(f"folder {folder} has no .wav files")
     clips, rates = [], []
     for p in files:
-        wav, rate = _read_wav(p)
+        wav, rate = read_wav(p)
         if wav.shape[1] == 0:
             raise DataError(f"{p}: the WAV has no samples")
         clips.append(wav)
         rates.append(rate)
     rel = lambda p: p.relative_to(folder).as_posix()  # noqa: E731
     if len(set(rates)) > 1:
-        raise DataError(f"{folder}: WAVs have different sample rates ({_tally(rates, files, rel, 'Hz')}); "
+        raise DataError(f"{folder}: WAVs have different sample rates ({tally(rates, files, rel, 'Hz')}); "
                         f"resample them to one rate first")
     counts = [c.shape[0] for c in clips]
     if channels is None and len(set(counts)) > 1:
-        raise DataError(f"{folder}: WAVs have different channel counts ({_tally(counts, files, rel, 'ch')}); "
+        raise DataError(f"{folder}: WAVs have different channel counts ({tally(counts, files, rel, 'ch')}); "
                         f"pass channels=1 (mix to mono) or channels=2")
     clips = [_convert_channels(c, channels, p) for c, p in zip(clips, files)]
     lengths = [c.shape[1] for c in clips]
     notes = []
     if len(set(lengths)) > 1:
         if fit == "error":
-            raise DataError(f"{folder}: WAVs have different lengths ({_tally(lengths, files, rel, 'samples')}); "
+            raise DataError(f"{folder}: WAVs have different lengths ({tally(lengths, files, rel, 'samples')}); "
                             f"pass fit='crop' (cut to the shortest) or fit='pad' (zero-pad to the longest)")
         target = min(lengths) if fit == "crop" else max(lengths)
         changed = sum(n != target for n in lengths)
         clips = [c[:, :target] if fit == "crop" else np.pad(c, ((0, 0), (0, target - c.shape[1]))) for c in clips]
         notes.append(f"{changed} clips {'cropped' if fit == 'crop' else 'zero-padded'} to {target} samples")
     x = torch.from_numpy(np.stack(clips))  # (N, C, L)
-    labels, class_names = _folder_labels(folder, files, files)
+    labels, class_names = folder_labels(folder, files, files)
     return GeneratedDataset(x, labels, class_names, name=folder.name or str(folder), source=str(folder),
                             notes=notes, params={"length": torch.tensor(lengths, dtype=torch.int64)},
                             rate=rates[0])
-
-
-def _read_wav(path):
-    """`diffusekit.audio.read_wav`, imported on use: audio imports this package for DataError, and this package
-    may import signals from its __init__, so a module-level import would be circular."""
-    from ..audio import read_wav as read
-
-    return read(path)
 
 
 def _convert_channels(wav: np.ndarray, channels: int | None, path: Path) -> np.ndarray:
@@ -346,27 +320,7 @@ def _convert_channels(wav: np.ndarray, channels: int | None, path: Path) -> np.n
                     f"channels=2 repeats mono")
 
 
-def _tally(values: list, files: list[Path], rel, unit: str) -> str:
-    """'16000 samples (12 files), 15872 samples (1 file: b.wav)': each value with its count and an example."""
-    counts = Counter(values)
-    parts = []
-    for v, k in counts.most_common():
-        example = rel(files[values.index(v)])
-        parts.append(f"{v} {unit} ({k} file{'s' if k > 1 else ''}{': ' + example if k == 1 else ', e.g. ' + example})")
-    return ", ".join(parts)
-
-
-def _list_files(folder: Path) -> list[Path]:
-    """Every non-hidden file under folder (any depth), sorted by relative path."""
-    out = []
-    for root, dirs, names in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        out += [Path(root, name) for name in sorted(names) if not name.startswith(".")]
-    return sorted(out, key=lambda p: p.relative_to(folder).as_posix())
-
-
 __all__ = [
-    "GeneratedDataset",
     "is_wav_folder",
     "load_mnist1d",
     "load_signals",

@@ -32,9 +32,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .dataset import DataError, InMemoryDataset
-from .folder import IMAGE_EXTENSIONS, _folder_labels
-from .signals import WAV_EXTENSIONS, GeneratedDataset, _list_files, _tally
+from .dataset import DataError, GeneratedDataset, InMemoryDataset
+from .builtin import load_mnist5k
+from .files import folder_labels, list_files, tally
+from .folder import IMAGE_EXTENSIONS
+from .signals import WAV_EXTENSIONS
 
 CLIP_EXTENSIONS = (".gif",)
 
@@ -55,7 +57,7 @@ def make_moving_digits(n: int = VIDEO_N, seed: int = 0, *, frames: int = FRAMES,
         raise DataError(f"moving-digits: need n >= 1, frames >= 2, 1 <= num_digits <= {MAX_DIGITS}, "
                         f"digit_size < size; got n={n}, frames={frames}, num_digits={num_digits}, "
                         f"digit_size={digit_size}, size={size}")
-    src = digits if digits is not None else _mnist5k()
+    src = digits if digits is not None else load_mnist5k()
     if src.x.ndim != 4 or src.x.shape[1] != 1 or src.labels is None:
         raise DataError(f"moving-digits: digits must be labelled grayscale images (M, 1, h, w); got {src.describe()}")
     glyphs = F.interpolate((src.x + 1) / 2, size=(digit_size, digit_size), mode="bilinear", antialias=True,
@@ -106,7 +108,7 @@ def load_moving_digits() -> GeneratedDataset:
 
 def is_clip_folder(folder: str | os.PathLike) -> bool:
     """True when `folder` holds animated GIFs and no images or WAVs: what `load_data` sends to `load_clip_folder`."""
-    suffixes = {p.suffix.lower() for p in _list_files(Path(folder))}
+    suffixes = {p.suffix.lower() for p in list_files(Path(folder))}
     return bool(suffixes & set(CLIP_EXTENSIONS)) and not suffixes & set(IMAGE_EXTENSIONS + WAV_EXTENSIONS)
 
 
@@ -120,7 +122,7 @@ def load_clip_folder(folder: str | os.PathLike, fit: str = "error") -> Generated
     folder = Path(folder)
     if fit not in ("error", "crop"):
         raise DataError(f"{folder}: fit must be 'error' or 'crop'; got {fit!r}")
-    files = [p for p in _list_files(folder) if p.suffix.lower() in CLIP_EXTENSIONS]
+    files = [p for p in list_files(folder) if p.suffix.lower() in CLIP_EXTENSIONS]
     if not files:
         raise DataError(f"folder {folder} has no clips ({', '.join(CLIP_EXTENSIONS)} files)")
     clips = []
@@ -134,13 +136,13 @@ def load_clip_folder(folder: str | os.PathLike, fit: str = "error") -> Generated
     rel = lambda p: p.relative_to(folder).as_posix()  # noqa: E731
     sizes = [f"{c.shape[2]}x{c.shape[1]}" for c in clips]
     if len(set(sizes)) > 1:
-        raise DataError(f"{folder}: clips have different frame sizes ({_tally(sizes, files, rel, 'px')}); resize "
+        raise DataError(f"{folder}: clips have different frame sizes ({tally(sizes, files, rel, 'px')}); resize "
                         f"them to one size first")
     lengths = [len(c) for c in clips]
     notes = []
     if len(set(lengths)) > 1:
         if fit == "error":
-            raise DataError(f"{folder}: clips have different lengths ({_tally(lengths, files, rel, 'frames')}); "
+            raise DataError(f"{folder}: clips have different lengths ({tally(lengths, files, rel, 'frames')}); "
                             f"pass fit='crop' (keep the first {min(lengths)} frames of each) or cut them to one "
                             f"length first")
         notes.append(f"{sum(n != min(lengths) for n in lengths)} clips cropped to their first {min(lengths)} frames")
@@ -148,15 +150,9 @@ def load_clip_folder(folder: str | os.PathLike, fit: str = "error") -> Generated
     x = np.stack(clips).transpose(0, 4, 1, 2, 3)  # (N, 3, T, H, W)
     gray = bool((x[:, :1] == x).all())
     x = torch.from_numpy(np.ascontiguousarray(x[:, :1] if gray else x)).float() / 127.5 - 1
-    labels, class_names = _folder_labels(folder, files, files)
+    labels, class_names = folder_labels(folder, files, files)
     return GeneratedDataset(x, labels, class_names, name=folder.name or str(folder), source=str(folder),
                             notes=notes + [f"{len(files)} GIF clips, {'gray' if gray else 'RGB'}"])
-
-
-def _mnist5k() -> InMemoryDataset:
-    from . import load_data  # on use: the package imports this module's loader through its registry
-
-    return load_data("mnist5k")
 
 
 __all__ = ["CLIP_EXTENSIONS", "FRAMES", "is_clip_folder", "load_clip_folder", "load_moving_digits",

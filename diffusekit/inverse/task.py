@@ -16,7 +16,7 @@ reconstruction can be scored against it (PSNR, SSIM) next to the baseline. Every
 reconstruction and the baselines are clipped to [-1, 1] before scoring (clipping can only bring an estimate closer to a
 truth in [-1, 1], so it is the same favour to every method).
 
-    from diffusekit.runs import TrainedModel
+    from diffusekit.model import TrainedModel
     from diffusekit.inverse.task import load_image, reconstruct_image, save_reconstruction
     model = TrainedModel.load("runs/phantoms")
     x, notes = load_image("brain.png", model.shape)
@@ -145,7 +145,7 @@ def _is_gray_rgb(im: Image.Image) -> bool:
 
 
 def _load_npy(path: Path, C: int, H: int, W: int) -> tuple[torch.Tensor, list[str]]:
-    from ..data.arrays import _scale  # the scaling rule training arrays get, so an array means the same here
+    from ..data.arrays import scale_to_unit
     from ..data.dataset import convert_channels
 
     try:
@@ -158,7 +158,7 @@ def _load_npy(path: Path, C: int, H: int, W: int) -> tuple[torch.Tensor, list[st
         a = a[None]
     if a.ndim != 4 or a.shape[0] != 1:
         raise ValueError(f"{path}: expected one image, (H, W), (C, H, W) or (1, C, H, W); got shape {a.shape}")
-    x, note = _scale(a, str(path))
+    x, note = scale_to_unit(a, str(path))
     notes = [note]
     x, ch_note = convert_channels(x, C, path.name)
     notes += [ch_note] if ch_note else []
@@ -313,7 +313,7 @@ def reconstruct_image(model, image: torch.Tensor, task: str, *, method: str = "d
                       **options) -> dict:
     """Simulate the task's measurement of `image` and reconstruct it with the model as prior.
 
-    model     a `diffusekit.runs.TrainedModel` of 2-D images (anything with .denoiser, .shape, .info, .device,
+    model     a `diffusekit.model.TrainedModel` of 2-D images (anything with .denoiser, .shape, .info, .device,
               .precision works)
     image     (C, H, W) or (B, C, H, W) in [-1, 1] at model.shape: the truth; a batch is reconstructed at once,
               one posterior sample per row (repeat an image along B for several samples of it)
@@ -441,7 +441,7 @@ def side_by_side(columns: list[tuple[str, torch.Tensor]], path=None, captions: d
     [one string per row]}. Small images are enlarged (nearest neighbour) to at least min_cell pixels wide.
     Returns the RGB picture and saves it when `path` is given."""
     from ..data.dataset import to_uint8
-    from ..viz import _draw_text, _font, _text_width  # one place for the font and its fallbacks
+    from ..viz.draw import caption_font, draw_text, text_width
 
     if not columns:
         raise ValueError("side_by_side needs at least one column")
@@ -457,10 +457,10 @@ def side_by_side(columns: list[tuple[str, torch.Tensor]], path=None, captions: d
     if len(shapes) != 1:
         raise ValueError(f"side_by_side: every column must have the same (B, C, H, W) shape, got {sorted(shapes)}")
     b, h, w, _ = ims[0].shape
-    font = _font()
+    font = caption_font()
     captions = captions or {}
     texts = [t for t, _ in columns] + [c for cs in captions.values() for c in cs]
-    widest = max(_text_width(font, t) for t in texts)
+    widest = max(text_width(font, t) for t in texts)
     s = max(1, math.ceil(max(min_cell, widest + 4) / w))
     cw, ch = w * s + pad, h * s + pad
     line = 14  # px per text line (10 px font + margins)
@@ -469,13 +469,13 @@ def side_by_side(columns: list[tuple[str, torch.Tensor]], path=None, captions: d
     draw = ImageDraw.Draw(canvas)
     for j, ((title, _), a) in enumerate(zip(columns, ims)):
         x0 = pad + j * cw
-        _draw_text(draw, (x0 + w * s / 2, line / 2 + 1), title, font, 3, anchor="mm")
+        draw_text(draw, (x0 + w * s / 2, line / 2 + 1), title, font, 3, anchor="mm")
         for i in range(b):
             y0 = line + i * row_h
             canvas.paste(Image.fromarray(a[i].repeat(s, 0).repeat(s, 1), "RGB"), (x0, y0))
             cap = captions.get(title)
             if cap:
-                _draw_text(draw, (x0 + w * s / 2, y0 + h * s + line / 2 + 1), cap[i], font, 3, anchor="mm")
+                draw_text(draw, (x0 + w * s / 2, y0 + h * s + line / 2 + 1), cap[i], font, 3, anchor="mm")
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         canvas.save(path)
@@ -489,7 +489,7 @@ def _score_caption(per_image: dict, name: str, i: int) -> str:
 
 
 def _save_png(x: torch.Tensor, path: Path) -> Path:
-    from ..viz import save_grid
+    from ..viz.grids import save_grid
 
     # one image: its own pixels at its own size (pad 0, no enlarging); several: a grid
     return save_grid(x, path, nrow=None, pad=0 if x.shape[0] == 1 else 2, upscale=1)
@@ -497,7 +497,7 @@ def _save_png(x: torch.Tensor, path: Path) -> Path:
 
 def save_grid_rows(draws: torch.Tensor, path: Path) -> Path:
     """(B, K, C, H, W) -> a grid of B rows of K images."""
-    from ..viz import save_grid
+    from ..viz.grids import save_grid
 
     return save_grid(draws.flatten(0, 1), path, nrow=draws.shape[1], pad=2, upscale=1)
 

@@ -47,10 +47,11 @@ class UNetConfig:
     num_res_blocks: int = 2  # per level going down (one more going up)
     attn_levels: tuple[int, ...] = (2,)  # levels with self-attention; keep to low resolution, it is O(N^2)
     mid_attn: bool = True
-    head_dim: int = 64  # few wide heads are fast in bf16 (PERF-NOTES); widths below head_dim use one head
+    head_dim: int = 64  # few wide heads are fast in bf16 (see `Attention`); widths below head_dim use one head
     norm_groups: int = 32  # GroupNorm groups; a width not divisible by it (skip concatenations) uses the gcd
     dropout: float = 0.0
-    emb_scale: float = 1.0  # c_noise multiplier before the sinusoids: 1 for timesteps 0..999, ~170 for log(sigma)/4
+    emb_scale: float = 1.0  # c_noise multiplier before the sinusoids: 1 for timesteps 0..999, 250 for log(sigma)/4
+    # (`diffusekit.model.LOG_SIGMA_EMB_SCALE`: EDM-style runs)
     cond_dim: int | None = None  # size of an optional conditioning vector added to the noise embedding
     context_dim: int | None = None  # size of context tokens for cross-attention; None: off
     # levels with cross-attention (None: the attn_levels); the middle has it whenever mid_attn. Cross-attention is
@@ -112,7 +113,7 @@ PRESETS: dict[str, dict] = {
 
 
 def unet_config(preset: str, in_channels: int, dims: int = 2, **overrides) -> UNetConfig:
-    """UNetConfig for a named size; `overrides` replace any field (e.g. cond_dim=128, emb_scale=170.0).
+    """UNetConfig for a named size; `overrides` replace any field (e.g. cond_dim=128, emb_scale=250.0).
     3-D data gets the factorised space-time layout unless overridden (factorised=False: full 3-D convs)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; allowed: {sorted(PRESETS)}")

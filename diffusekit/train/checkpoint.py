@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
-_NAME = re.compile(r"^step-(\d+)$")
-FILES = ("model.safetensors", "ema.safetensors", "state.safetensors", "state.json")
+from ..rundir import FILES, list_checkpoints
+
 
 
 def _fsync_file(path: Path) -> None:
@@ -108,20 +107,6 @@ def save_checkpoint(ckpt_dir: Path, step: int, model, ema_model, optimizer, rng:
     for old in list_checkpoints(ckpt_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
-
-
-def list_checkpoints(ckpt_dir: Path) -> list[Path]:
-    """Complete checkpoints, oldest first. Temporary directories of an interrupted write are ignored."""
-    ckpt_dir = Path(ckpt_dir)
-    if not ckpt_dir.is_dir():
-        return []
-    found = [p for p in ckpt_dir.iterdir() if _NAME.match(p.name) and all((p / f).exists() for f in FILES)]
-    return sorted(found, key=lambda p: int(_NAME.match(p.name).group(1)))
-
-
-def latest_checkpoint(ckpt_dir: Path) -> Path | None:
-    found = list_checkpoints(ckpt_dir)
-    return found[-1] if found else None
 
 
 def load_checkpoint(path: Path, model=None, ema_model=None, optimizer=None):

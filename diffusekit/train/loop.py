@@ -34,11 +34,12 @@ from ..data import load_data
 from ..denoiser import Denoiser
 from ..nets import PRESETS, UNetConfig, param_count, unet_config
 from ..process import sample_training_sigmas
-from ..runs import (LOG_SIGMA_EMB_SCALE, RUN_FILE, TrainedModel, build_net, build_schedule, check_text_encoder,
+from ..model import (LOG_SIGMA_EMB_SCALE, TrainedModel, build_net, build_schedule, check_text_encoder,
                     describe_data, empty_prompt, save_prompts)
-from ..viz_signals import save_samples
+from ..rundir import RUN_FILE, latest_checkpoint
+from ..viz.signals import save_samples
 from . import distributed
-from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, write_json_atomic
+from .checkpoint import load_checkpoint, save_checkpoint, write_json_atomic
 from .config import TrainConfig
 from .ema import EMA
 

@@ -2,7 +2,7 @@
     python probe.py RUN SEEDS '[["restart", 6, {"restart_min": 0.3, ...}], ["heun", 10, {}]]' OUT.json"""
 import json, sys, time
 from diffusekit.eval import evaluate
-from diffusekit.runs import TrainedModel
+from diffusekit.model import TrainedModel
 
 run_dir, seeds, specs, out_path = sys.argv[1], [int(s) for s in sys.argv[2].split(",")], json.loads(sys.argv[3]), sys.argv[4]
 model = TrainedModel.load(run_dir)

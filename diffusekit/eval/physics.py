@@ -1,7 +1,7 @@
 """Physics-style statistics of data and samples: field power spectra, one-point histograms, signal and video
 statistics, and distances between two batches, so generated data can be judged against the real thing.
 
-    from diffusekit import physics
+    from diffusekit.eval import physics
     report = physics.compare_fields(samples, data)   # samples, data: (B, C, S, S) fields
     report.passed, report.rel_err, report.hist_tv
     physics.compare_signals(samples, data, rate=16000)   # W1 distances of dominant frequency, peak, rms
@@ -43,6 +43,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..data.fields import wavenumbers
+
 HIST_EDGES = np.linspace(-1.0, 1.0, 41)  # width 0.05 over the [-1, 1] data range
 
 
@@ -53,12 +55,6 @@ def _np(x) -> np.ndarray:
 
 
 # ---- fields ---------------------------------------------------------------------------------------------------
-
-
-def wavenumbers(size: int) -> np.ndarray:
-    """|k| on the fft2 grid of an S x S field, (S, S), in cycles per box."""
-    k = np.fft.fftfreq(size) * size
-    return np.hypot(k[:, None], k[None, :])
 
 
 def radial_bins(size: int, edges=None) -> tuple[np.ndarray, np.ndarray]:
@@ -345,7 +341,7 @@ def frame_features(clips, data: str = "mnist5k", batch_size: int = 1000) -> np.n
     which is why such an FD is read against its real-vs-real floor."""
     import torch.nn.functional as F
 
-    from .eval.classifier import classifier_outputs, load_classifier
+    from .classifier import classifier_outputs, load_classifier
 
     v = torch.as_tensor(_np(clips), dtype=torch.float32)
     if v.ndim != 5:

@@ -16,21 +16,20 @@ from __future__ import annotations
 
 import math
 import os
-from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
-from .data.dataset import to_uint8
+from ..data.dataset import to_uint8
+from .draw import caption_font, draw_text, fill, save_image, text_width
 
 MIN_GRID_WIDTH = 256  # px: a grid of 8x8 digits is otherwise a smudge on screen
 MIN_CELL = 48  # px: a strip cell must hold a caption like "t=1000" in the 10 px default font
 CAPTION_H = 14  # px: a band above the strip for the captions (10 px font + margins)
 BACKGROUND = 255  # white pads and caption bands
-TEXT = 0  # black captions
 
 
 def image_grid(x, nrow: int | None = None, pad: int = 2, upscale: int = 1) -> Image.Image:
@@ -47,7 +46,7 @@ def save_grid(x, path: str | os.PathLike, nrow: int | None = None, pad: int = 2,
     ncol = nrow or math.ceil(math.sqrt(v.shape[0]))
     ncol_used = min(ncol, v.shape[0])
     s = upscale if upscale is not None else _auto_upscale(v.shape[2], ncol_used, pad)
-    return _save(_grid(v, ncol, pad, _check_upscale(s)), path)
+    return save_image(_grid(v, ncol, pad, _check_upscale(s)), path)
 
 
 def process_strip(rows, labels: Sequence[str] | None = None, row_labels: Sequence[str] | None = None,
@@ -65,31 +64,31 @@ def process_strip(rows, labels: Sequence[str] | None = None, row_labels: Sequenc
         raise ValueError(f"process_strip: {len(labels)} labels for {steps} steps; give one caption per step")
     if row_labels is not None and len(row_labels) != b:
         raise ValueError(f"process_strip: {len(row_labels)} row_labels for {b} rows; give one per row")
-    font = _font()
-    widest = max((_text_width(font, str(t)) for t in labels or []), default=0)
+    font = caption_font()
+    widest = max((text_width(font, str(t)) for t in labels or []), default=0)
     s = upscale if upscale is not None else max(1, math.ceil(max(MIN_CELL, widest + 4) / w))
     s = _check_upscale(s)
     cw, ch = w * s + pad, h * s + pad  # cell pitch
     top = CAPTION_H if labels is not None else 0
-    left = max(_text_width(font, str(t)) for t in row_labels) + 2 * pad if row_labels is not None else 0
+    left = max(text_width(font, str(t)) for t in row_labels) + 2 * pad if row_labels is not None else 0
     mode = "L" if c == 1 else "RGB"
-    canvas = Image.new(mode, (left + steps * cw + pad, top + b * ch + pad), _fill(BACKGROUND, c))
+    canvas = Image.new(mode, (left + steps * cw + pad, top + b * ch + pad), fill(BACKGROUND, c))
     for j in range(steps):
         for i in range(b):
             canvas.paste(_to_pil(_enlarge(v[j, i], s)), (left + pad + j * cw, top + pad + i * ch))
     draw = ImageDraw.Draw(canvas)
     for j, text in enumerate(labels or []):
         x_mid = left + pad + j * cw + w * s / 2
-        _draw_text(draw, (x_mid, top / 2 + 1), str(text), font, c, anchor="mm")
+        draw_text(draw, (x_mid, top / 2 + 1), str(text), font, c, anchor="mm")
     for i, text in enumerate(row_labels or []):
-        _draw_text(draw, (pad, top + pad + i * ch + h * s / 2), str(text), font, c, anchor="lm")
+        draw_text(draw, (pad, top + pad + i * ch + h * s / 2), str(text), font, c, anchor="lm")
     return canvas
 
 
 def save_strip(rows, path: str | os.PathLike, labels: Sequence[str] | None = None,
                row_labels: Sequence[str] | None = None, pad: int = 2, upscale: int | None = None) -> Path:
     """`process_strip` saved to `path`."""
-    return _save(process_strip(rows, labels, row_labels, pad, upscale), path)
+    return save_image(process_strip(rows, labels, row_labels, pad, upscale), path)
 
 
 def save_gif(frames, path: str | os.PathLike, duration_ms: int = 100, loop: int = 0, hold_last_ms: int = 1500,
@@ -181,56 +180,6 @@ def _check_upscale(s) -> int:
     if not isinstance(s, int) or s < 1:
         raise ValueError(f"upscale must be a positive int; got {s!r}")
     return s
-
-
-def _fill(value: int, c: int):
-    return value if c == 1 else (value,) * 3
-
-
-@lru_cache(maxsize=1)
-def _font():
-    return ImageFont.load_default()  # FreeType (Aileron, ~10 px) in Pillow >= 10.1, else the bitmap font
-
-
-# The default font (Aileron) covers ASCII only: letters it lacks are spelled out instead of drawn as boxes.
-GREEK = {"σ": "sigma", "α": "alpha", "β": "beta", "γ": "gamma", "ε": "eps", "η": "eta", "λ": "lambda",
-         "τ": "tau"}
-
-
-def _caption(text) -> str:
-    """`text` with every character the default font cannot draw replaced (σ -> "sigma", others -> "?")."""
-    return "".join(ch if ord(ch) < 128 or _has_glyph(ch) else GREEK.get(ch, "?") for ch in str(text))
-
-
-@lru_cache(maxsize=256)
-def _has_glyph(ch: str) -> bool:
-    font = _font()
-    try:
-        mask = font.getmask(ch)
-        missing = font.getmask("\ue000")  # a private-use code point: no font draws it, so this is the "box"
-    except UnicodeEncodeError:  # the bitmap fallback font is latin-1 only
-        return False
-    return (mask.size, bytes(mask)) != (missing.size, bytes(missing))
-
-
-def _text_width(font, text: str) -> int:
-    box = font.getbbox(_caption(text))
-    return int(math.ceil(box[2] - box[0]))
-
-
-def _draw_text(draw: ImageDraw.ImageDraw, xy, text: str, font, c: int, anchor: str) -> None:
-    try:
-        draw.text(xy, _caption(text), fill=_fill(TEXT, c), font=font, anchor=anchor)
-    except ValueError:  # the bitmap fallback font does not support anchors: place the top-left by hand
-        x = xy[0] - (_text_width(font, text) / 2 if anchor[0] == "m" else 0)
-        draw.text((x, xy[1] - 5), _caption(text), fill=_fill(TEXT, c), font=font)
-
-
-def _save(img: Image.Image, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path)
-    return path
 
 
 __all__ = ["to_uint8", "image_grid", "save_grid", "process_strip", "save_strip", "save_gif"]

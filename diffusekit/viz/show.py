@@ -7,12 +7,12 @@ from pathlib import Path
 
 import torch
 
-from .data import load_data
-from .process import q_sample
-from .runs import TrainedModel, save_prompts
-from .schedules import DiscreteSchedule
-from .viz import save_gif, save_strip
-from .viz_signals import save_clip_gif, save_clip_strip, save_waveforms
+from ..data import load_data
+from ..process import q_sample
+from ..model import TrainedModel, save_prompts
+from ..schedules import DiscreteSchedule
+from .grids import save_gif, save_strip
+from .signals import save_clip_gif, save_clip_strip, save_waveforms
 
 FORWARD_T = (0, 50, 100, 200, 300, 500, 700, 999)  # timesteps shown in the forward strip (DDPM's 1000)
 

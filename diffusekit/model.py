@@ -1,9 +1,4 @@
-"""A run directory: what a training run wrote, and the trained model loaded back for sampling.
-
-    RUN_DIR/run.json        what was trained: training settings, network config, schedule, data description
-    RUN_DIR/checkpoints/    step-NNNNNNN/ (see train/checkpoint.py); the newest complete one is used
-    RUN_DIR/metrics.jsonl   one JSON line per logged step
-    RUN_DIR/samples/        sample grids written during training (text runs: each grid's prompts in a .txt beside it)
+"""A trained model loaded back from its run directory (`diffusekit.rundir`), ready to sample.
 
 Loading reads JSON and safetensors only: nothing is unpickled and no code comes from the run directory.
 
@@ -28,9 +23,9 @@ from .conditioning import Guided, LabelConditioned, TextCond, TextConditioned
 from .denoiser import Denoiser
 from .nets import UNet, UNetConfig
 from .samplers import sample
+from .rundir import RUN_FILE, latest_checkpoint, read_run_info
 from .schedules import get_schedule, schedule_from_dict
 
-RUN_FILE = "run.json"
 LOG_SIGMA_EMB_SCALE = 250.0  # UNet embedding scale when it sees log(sigma)/4 (range ~[-1.6, 1.1]) not t in 0..999
 
 
@@ -93,15 +88,6 @@ def describe_data(ds) -> dict:
             "num_classes": ds.num_classes, "class_names": ds.class_names, "rate": getattr(ds, "rate", None)}
 
 
-def read_run_info(run_dir: str | Path) -> dict:
-    run_dir = Path(run_dir)
-    path = run_dir / RUN_FILE
-    if not path.exists():
-        raise FileNotFoundError(f"{run_dir} is not a diffusekit run directory (no {RUN_FILE}); train one with "
-                                f"`diffusekit train --out {run_dir}`")
-    return json.loads(path.read_text())
-
-
 class TrainedModel:
     """A trained network with its denoiser, ready to sample. `TrainedModel.load(run_dir)` takes the EMA weights
     of the newest checkpoint."""
@@ -122,8 +108,6 @@ class TrainedModel:
     @classmethod
     def load(cls, run_dir: str | Path, weights: str = "ema", checkpoint: str | Path | None = None, device="cpu",
              precision: str = "auto"):
-        from .train.checkpoint import latest_checkpoint  # here: train imports this module
-
         if weights not in ("ema", "model"):
             raise ValueError(f"weights must be 'ema' or 'model', got {weights!r}")
         run_dir = Path(run_dir)

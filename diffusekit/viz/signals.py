@@ -32,7 +32,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from .viz import _font, save_gif, save_grid, save_strip
+from .draw import caption_font, save_image
+from .grids import save_gif, save_grid, save_strip
 
 PANEL_W, PANEL_H = 256, 64  # waveform panel: wide, as time is
 SPEC_H = 128  # spectrogram panel height: room for the frequency axis
@@ -56,7 +57,7 @@ def waveform_grid(x, ncol: int | None = None, width: int = PANEL_W, height: int 
 def save_waveforms(x, path: str | os.PathLike, ncol: int | None = None, width: int = PANEL_W,
                    height: int = PANEL_H) -> Path:
     """`waveform_grid` saved to `path` (format from the suffix, e.g. .png)."""
-    return _save(waveform_grid(x, ncol, width, height), path)
+    return save_image(waveform_grid(x, ncol, width, height), path)
 
 
 def spectrogram_db(x, n_fft: int | None = None, hop: int | None = None) -> torch.Tensor:
@@ -84,7 +85,7 @@ def spectrogram_grid(x, rate: float | None = None, ncol: int | None = None, widt
         rgb = _colormap(s[::-1])  # low frequencies at the bottom
         panel = Image.fromarray(rgb, "RGB").resize((width, height), Image.Resampling.NEAREST)
         if rate:
-            ImageDraw.Draw(panel).text((2, 1), _hz(rate / 2), fill=BACKGROUND, font=_font())
+            ImageDraw.Draw(panel).text((2, 1), _hz(rate / 2), fill=BACKGROUND, font=caption_font())
         panels.append(panel)
     return _tile(panels, ncol)
 
@@ -93,7 +94,7 @@ def save_spectrograms(x, path: str | os.PathLike, rate: float | None = None, nco
                       width: int = PANEL_W, height: int = SPEC_H, n_fft: int | None = None,
                       hop: int | None = None, db_range: float = 80.0) -> Path:
     """`spectrogram_grid` saved to `path`."""
-    return _save(spectrogram_grid(x, rate, ncol, width, height, n_fft, hop, db_range), path)
+    return save_image(spectrogram_grid(x, rate, ncol, width, height, n_fft, hop, db_range), path)
 
 
 def save_clip_gif(clips, path: str | os.PathLike, nrow: int | None = None, duration_ms: int = 120,
@@ -199,13 +200,6 @@ def _tile(panels: list[Image.Image], ncol: int | None) -> Image.Image:
         r, q = divmod(k, ncol)
         canvas.paste(p, (PAD + q * (w + PAD), PAD + r * (h + PAD)))
     return canvas
-
-
-def _save(img: Image.Image, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path)
-    return path
 
 
 __all__ = ["save_clip_gif", "save_clip_strip", "save_samples", "save_spectrograms", "save_waveforms", "spectrogram_db",

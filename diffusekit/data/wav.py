@@ -1,6 +1,6 @@
 """WAV files <-> float32 arrays (C, L) in [-1, 1]: numpy and the standard library only.
 
-    from diffusekit.audio import read_wav, write_wav
+    from diffusekit.data.wav import read_wav, write_wav
     x, rate = read_wav("clip.wav")       # float32 (C, L), C = 1 (mono) or 2 (stereo) or more
     write_wav("out.wav", x, rate)        # 16-bit PCM; bits=8, 24 or 32 for other integer widths
 
@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data.dataset import DataError
+from .dataset import DataError
 
 PCM, IEEE_FLOAT, EXTENSIBLE = 0x0001, 0x0003, 0xFFFE
 FORMAT_NAMES = {  # the common tags, so an error can say what the file is

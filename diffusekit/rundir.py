@@ -1,0 +1,51 @@
+"""A run directory on disk: where a training run writes what, and reading it back (no unpickling, no code).
+
+    RUN_DIR/run.json        what was trained: training settings, network config, schedule, data description
+    RUN_DIR/checkpoints/    step-NNNNNNN/ with FILES (written atomically by `diffusekit.train.checkpoint`)
+    RUN_DIR/metrics.jsonl   one JSON line per logged step
+    RUN_DIR/samples/        sample grids written during training (text runs: each grid's prompts in a .txt beside it)
+
+Both training (resume, fine-tune) and a trained model loaded back (`diffusekit.model`) read through here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+RUN_FILE = "run.json"
+FILES = ("model.safetensors", "ema.safetensors", "state.safetensors", "state.json")  # one checkpoint, complete
+_NAME = re.compile(r"^step-(\d+)$")
+
+
+def read_run_info(run_dir: str | Path) -> dict:
+    """The run's run.json, as a dict; a missing or unreadable file is an error that names it."""
+    run_dir = Path(run_dir)
+    path = run_dir / RUN_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{run_dir} is not a diffusekit run directory (no {RUN_FILE}); train one with "
+                                f"`diffusekit train --out {run_dir}`")
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path} is not a readable run record ({e}); it may be truncated or edited by hand") from e
+    if not isinstance(info, dict):
+        raise ValueError(f"{path} is not a run record: a JSON object was expected")
+    return info
+
+
+def list_checkpoints(ckpt_dir: Path) -> list[Path]:
+    """Complete checkpoints, oldest first. Temporary directories of an interrupted write are ignored."""
+    ckpt_dir = Path(ckpt_dir)
+    if not ckpt_dir.is_dir():
+        return []
+    found = [p for p in ckpt_dir.iterdir() if _NAME.match(p.name) and all((p / f).exists() for f in FILES)]
+    return sorted(found, key=lambda p: int(_NAME.match(p.name).group(1)))
+
+
+def latest_checkpoint(ckpt_dir: Path) -> Path | None:
+    found = list_checkpoints(ckpt_dir)
+    return found[-1] if found else None
+
+__all__ = ["RUN_FILE", "FILES", "read_run_info", "list_checkpoints", "latest_checkpoint"]
