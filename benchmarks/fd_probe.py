@@ -1,5 +1,7 @@
 """Tuning probe: FD at n=1000 of sampler settings on a run, rows appended to a JSON file as they finish.
-    python probe.py RUN SEEDS '[["restart", 6, {"restart_min": 0.3, ...}], ["heun", 10, {}]]' OUT.json"""
+    python benchmarks/fd_probe.py RUN SEEDS '[["restart", 6, {"restart_min": 0.3, ...}], ["heun", 10, {}]]' OUT.json
+Rows in this format: tune-19calls.json, tune-39calls.json and check-heun10-seed2.json in
+benchmarks/results/5-sampling/fd10-restart/ (BENCHMARKS.md section 5). The data set is fixed to mnist5k."""
 import json, sys, time
 from diffusekit.eval import evaluate
 from diffusekit.runs import TrainedModel

@@ -1,7 +1,8 @@
 """Physics benchmarks (issue 7): samples of trained grf, waves and moving-digits models judged against their data.
 
-    python benchmarks/physics.py --grf runs/grf --waves runs/waves --video runs/video
-           [--n-grf 256 --n-waves 512 --n-video 128] [--sampler dpmpp-2m --steps 20 --seed 0] [--out benchmarks/results]
+    python benchmarks/physics_of_samples.py --grf runs/grf --waves runs/waves --video runs/video
+           [--n-grf 256 --n-waves 512 --n-video 128] [--sampler dpmpp-2m --steps 20 --seed 0]
+           [--out benchmarks/results/9-signals-video-fields]
 
 Any subset of the three runs may be given. For each: n samples from the run's EMA weights (the same sampler for
 all), the data the run trained on (run.json), and two disjoint random sets A, B of n real examples
@@ -280,7 +281,8 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0, help="sampling seed, and the draw of the real sets A and B")
     ap.add_argument("--batch", type=int, default=64, help="samples per sampling batch")
-    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "9-signals-video-fields",
+                    help="default: benchmarks/results/9-signals-video-fields (BENCHMARKS.md section 9)")
     args = ap.parse_args(argv)
     if not (args.grf or args.waves or args.video):
         ap.error("give at least one of --grf, --waves, --video (run directories)")

@@ -1,8 +1,8 @@
 """Sampling benchmarks on a trained run: quality against steps for every sampler, sampling speed beside diffusers'
 DPMSolverMultistepScheduler loop on the same network, and peak memory of training and sampling.
 
-    python benchmarks/sampling.py RUN_DIR [--n 300] [--out DIR]
-    python benchmarks/sampling.py RUN_DIR --n 1000 --steps 10 --samplers ddpm,heun,heun:s_churn=1 --skip-speed
+    python benchmarks/sampling_fd.py RUN_DIR [--n 300] [--out DIR]
+    python benchmarks/sampling_fd.py RUN_DIR --n 1000 --steps 10 --samplers ddpm,heun,heun:s_churn=1 --skip-speed
 
 1. Quality vs steps: Frechet distance (classifier features, n samples vs n real, with the real-vs-real floor at the
    same n) of each sampler at 1000 (DDPM), 250, 100, 50, 20, 10 and 5 steps; a plot (quality_vs_steps.png).

@@ -7,7 +7,7 @@ label mode (class-conditional run, e.g. mnist5k --cond label, beside an uncondit
     with the real-vs-real floor at the same n) beside the unconditional run's FD at the same n and seed.
     The issue's bar: agreement >= 97% at some scale with FD within 20% of the unconditional model's.
 
-    python benchmarks/conditioning.py label --run runs/bench/mnist5k-label --uncond runs/ttq/ours [--n 2000]
+    python benchmarks/conditioning_accuracy.py label --run runs/bench/mnist5k-label --uncond runs/ttq/ours [--n 2000]
 
 text mode (a text run on `shapes`):
     prompts are captions of fresh `make_shapes` images, drawn with seeds other than the training data's (0):
@@ -19,10 +19,11 @@ text mode (a text run on `shapes`):
     prompt (in [-1, 1] units; 0 = identical samples). The same read-back on the real images of those prompts is the
     ceiling of what the reader can confirm. The issue's bar: >= 90% of held-out prompts matched.
 
-    python benchmarks/conditioning.py text --run runs/bench/shapes-text [--prompts 200 --per-prompt 4]
+    python benchmarks/conditioning_accuracy.py text --run runs/bench/shapes-text [--prompts 200 --per-prompt 4]
 
 Writes JSON (and PNGs: sample grids, and for text the accuracy-against-diversity plot over guidance scales) to
---out (default benchmarks/results/) and prints markdown tables.
+--out (default: benchmarks/results/6-class-conditional/ for label, benchmarks/results/7-text-to-image/ for text,
+the folders of BENCHMARKS.md sections 6 and 7) and prints markdown tables.
 """
 
 import argparse
@@ -238,11 +239,12 @@ def main():
     txt.add_argument("--prompts", type=int, default=200, help="prompts per set (held-out, train)")
     txt.add_argument("--per-prompt", type=int, default=4, help="samples per prompt (>= 2 for diversity)")
     txt.add_argument("--scales", type=floats, default=TEXT_SCALES, help="comma-separated guidance scales")
-    for p in (lab, txt):
+    for p, section in ((lab, "6-class-conditional"), (txt, "7-text-to-image")):
         p.add_argument("--steps", type=int, default=20, help="DPM-Solver++(2M) steps")
         p.add_argument("--seed", type=int, default=0, help="sampling seed")
         p.add_argument("--batch", type=int, default=250, help="samples per network batch")
-        p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+        p.add_argument("--out", type=Path, default=Path("benchmarks/results") / section,
+                       help=f"where the JSON and pictures go (default: benchmarks/results/{section})")
         p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

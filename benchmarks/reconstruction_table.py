@@ -31,10 +31,11 @@
 Steps (defaults of `diffusekit.inverse.task.DEFAULT_STEPS`): ddnm 100 (the DDNM paper's), repaint 50 walked ~8x by
 its resampling (jump 10 x 10: 410 network calls), dps 100 (the paper: 1000; DPS is approximate at any length).
 
-    python benchmarks/reconstruction.py --mri-run runs/phantoms --mnist-run runs/ttq/ours
-    python benchmarks/reconstruction.py --part mri --mri-run runs/phantoms --accelerations 2,4,6,8 --methods ddnm,dps
-    python benchmarks/reconstruction.py --part prior --mri-run runs/phantoms --out /tmp/prior
-    python benchmarks/reconstruction.py --mri-run R --mnist-run R2 --n 4 --inpaint-n 20 --steps 5 --tune-n 4 \\
+    python benchmarks/reconstruction_table.py --mri-run runs/phantoms --mnist-run runs/ttq/ours
+    python benchmarks/reconstruction_table.py --part mri --mri-run runs/phantoms --accelerations 2,4,6,8 \\
+        --methods ddnm,dps
+    python benchmarks/reconstruction_table.py --part prior --mri-run runs/phantoms --out /tmp/prior
+    python benchmarks/reconstruction_table.py --mri-run R --mnist-run R2 --n 4 --inpaint-n 20 --steps 5 --tune-n 4 \\
         --tv-iters 30 --out /tmp/recon-smoke        # smoke test: seconds, numbers meaningless
 Writes OUT/prior-denoising.json, OUT/reconstruction-mri.json, reconstruction-mri.png (PSNR against acceleration), reconstruction-mri-cases-Ax.png,
 OUT/reconstruction-{inpaint,superres}.json, reconstruction-{inpaint,superres}-cases.png, and prints markdown tables.
@@ -457,7 +458,8 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda: where the network runs (the baselines and "
                                                      "metrics run on the CPU)")
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/8-reconstruction"),
+                    help="default: benchmarks/results/8-reconstruction (BENCHMARKS.md section 8)")
     args = ap.parse_args()
     args.device = str(pick_device(args.device))
     args.out.mkdir(parents=True, exist_ok=True)
