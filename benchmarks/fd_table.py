@@ -1,6 +1,6 @@
-"""The table of BENCHMARKS.md section 5 from the `sampling.json` files of `benchmarks/sampling.py` runs.
+"""The table of BENCHMARKS.md section 5 from the `sampling.json` files of `benchmarks/sampling_fd.py` runs.
 
-    python benchmarks/fd_table.py benchmarks/results/fd10-m5k6000/*/sampling.json --baseline heun
+    python benchmarks/fd_table.py benchmarks/results/5-sampling/fd10-m5k6000/*/sampling.json --baseline heun
 
 One row per (sampler spec, steps): FD per seed (in seed order), mean +- standard error over seeds, the ratio of
 means to the reference (default: DDPM at 1000 steps) and, with --baseline SPEC, the paired difference to that
@@ -46,7 +46,7 @@ def table(files, reference=("ddpm", 1000), baseline=None) -> list[str]:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("files", nargs="+", type=Path, help="sampling.json files of benchmarks/sampling.py")
+    ap.add_argument("files", nargs="+", type=Path, help="sampling.json files of benchmarks/sampling_fd.py")
     ap.add_argument("--reference", default="ddpm@1000", help="SPEC@STEPS the ratios are taken to")
     ap.add_argument("--baseline", help="a sampler spec for the paired column (at each row's steps)")
     args = ap.parse_args()

@@ -16,7 +16,8 @@ layers / matmul / einsum (mm, addmm, bmm) and scaled-dot-product attention (whos
 registers; torch's counter misses them). Norms, activations, elementwise ops and the optimizer count zero, so
 "GFLOP/s" is useful matrix-product work per second, the quantity a matmul peak bounds.
 
-    python benchmarks/train_speed.py --reexec                        # all; writes benchmarks/results/train_speed.json
+    python benchmarks/train_speed.py --reexec                        # all; writes train_speed.json to
+                                                                     # benchmarks/results/2-training-speed/
     python benchmarks/train_speed.py --reexec --size 28              # the `small` preset at its native 28x28
     python benchmarks/train_speed.py --profile ours-small:bf16-cl    # where one configuration's time goes
 
@@ -60,7 +61,7 @@ from diffusekit import fast
 from diffusekit.nets import UNet, param_count, unet_config
 
 MODES = ("fp32", "fp32-cl", "bf16", "bf16-cl")
-RESULTS = Path(__file__).resolve().parent / "results" / "train_speed.json"
+RESULTS = Path(__file__).resolve().parent / "results" / "2-training-speed" / "train_speed.json"
 LUCIDRAINS_MULTS = (1, 2, 2)  # three levels like ours: 32 -> 16 -> 8 (28 -> 14 -> 7)
 
 
