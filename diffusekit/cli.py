@@ -156,12 +156,9 @@ def _add_sample(sub):
 
 
 def cmd_sample(a) -> int:
-    import numpy as np
     from tqdm.auto import tqdm
 
-    from .data import to_uint8
-    from .model import TrainedModel
-    from .viz.signals import save_samples
+    from .model import TrainedModel, write_samples
 
     if a.out.suffix != ".npz":
         raise ValueError(f"--out must be a .npz file, got {a.out}")
@@ -173,32 +170,9 @@ def cmd_sample(a) -> int:
                               labels=a.label, guidance=a.guidance, progress=bar.update, prompts=a.prompt,
                               negative_prompt=a.negative_prompt,
                               **({"spacing": a.spacing} if a.spacing else {}), **options)
-    arrays = {"images": to_uint8(images)}
-    if model.num_classes is not None:
-        arrays["labels"] = model.labels_for(a.num, a.label).numpy()
-    prompts = model.prompts_for(a.num, a.prompt)
-    if prompts is not None:
-        arrays["prompts"] = np.array(prompts, dtype=np.str_)  # unicode, so np.load needs no pickle
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(a.out, **arrays)
-    print(a.out)
-    if a.grid:
-        print(save_samples(images, a.grid, rate=model.info["data"].get("rate")))
-        if prompts is not None:
-            from .model import save_prompts
-
-            negative = None if a.negative_prompt is None else " | ".join(a.negative_prompt)
-            print(save_prompts(prompts, a.grid.with_suffix(".txt"), a.guidance, negative))
-    if a.wav:
-        from .data.wav import write_wav
-
-        if images.ndim != 3:
-            raise ValueError(f"--wav writes 1-D signals; this model makes shape {tuple(images.shape[1:])}")
-        a.wav.mkdir(parents=True, exist_ok=True)
-        rate = model.info["data"].get("rate") or 16000
-        for i, x in enumerate(images):
-            write_wav(a.wav / f"sample-{i:04d}.wav", x.numpy(), rate)
-        print(a.wav)
+    for path in write_samples(model, images, a.out, grid=a.grid, wav=a.wav, labels=a.label, prompts=a.prompt,
+                              negative_prompt=a.negative_prompt, guidance=a.guidance):
+        print(path)
     return 0
 
 
@@ -232,37 +206,10 @@ def _add_info(sub):
 
 
 def cmd_info(a) -> int:
-    from .rundir import list_checkpoints, read_run_info
+    from .rundir import format_summary, run_summary
 
-    info = read_run_info(a.run_dir)
-    ckpts = list_checkpoints(a.run_dir / "checkpoints")
-    state = json.loads((ckpts[-1] / "state.json").read_text()) if ckpts else {}
-    last = None
-    log = a.run_dir / "metrics.jsonl"
-    if log.exists():
-        rows = [json.loads(ln) for ln in log.read_text().splitlines() if ln.strip()]
-        losses = [r for r in rows if "loss" in r]
-        last = losses[-1] if losses else None
-    summary = {
-        "run_dir": str(a.run_dir), "params": info["params"], "model": info["train"]["model"],
-        "data": info["data"], "steps_trained": state.get("step", 0), "images_seen": state.get("images_seen", 0),
-        "minutes_trained": round(state.get("elapsed_s", 0) / 60, 2), "last_loss": last and last["loss"],
-        "checkpoints": [p.name for p in ckpts], "train": info["train"], "unet": info["unet"],
-        "schedule": info["schedule"], "prediction": info["prediction"]}
-    if a.json:
-        print(json.dumps(summary, indent=2))
-        return 0
-    d = info["data"]
-    print(f"run          {a.run_dir}")
-    print(f"model        {summary['model']} UNet, {summary['params']:,} parameters, predicts {info['prediction']}, "
-          f"schedule {info['schedule']['name']}")
-    print(f"data         {d['name']}: {d['n']} x {tuple(d['shape'])}"
-          + (f", {d['num_classes']} classes" if d.get("num_classes") else ""))
-    print(f"trained      {summary['steps_trained']} steps, {summary['images_seen']:,} images, "
-          f"{summary['minutes_trained']} min")
-    print(f"last loss    {summary['last_loss']}")
-    print(f"checkpoints  {', '.join(summary['checkpoints']) or '(none)'}")
-    print("settings     " + ", ".join(f"{k}={v}" for k, v in info["train"].items()))
+    summary = run_summary(a.run_dir)
+    print(json.dumps(summary, indent=2) if a.json else format_summary(summary))
     return 0
 
 
@@ -291,11 +238,11 @@ def _add_eval(sub):
 
 
 def cmd_eval(a) -> int:
-    import numpy as np
     from tqdm.auto import tqdm
 
     from .eval import evaluate, format_table
     from .eval.evaluate import to_json
+    from .eval.images import read_samples
 
     metrics = tuple(m for m in a.metrics.split(",") if m)
     if a.source.is_dir():
@@ -309,10 +256,7 @@ def cmd_eval(a) -> int:
     else:
         if a.data is None:
             raise ValueError("--data is needed to evaluate a samples file")
-        try:
-            samples = np.load(a.source, allow_pickle=False)["images"]
-        except (OSError, KeyError, ValueError) as e:
-            raise ValueError(f"cannot read samples from {a.source}: {e} (expected a .npz with `images`)") from e
+        samples = read_samples(a.source)
         data, json_out = a.data, a.json_out or a.source.with_suffix(".eval.json")
     res = evaluate(samples, data, metrics=metrics, inception=a.inception, n=a.n, seed=a.seed)
     print(format_table(res))

@@ -233,6 +233,45 @@ class TrainedModel:
         return t.clone()
 
 
+def write_samples(model: TrainedModel, images: torch.Tensor, out: str | Path, grid: str | Path | None = None,
+                  wav: str | Path | None = None, labels=None, prompts=None, negative_prompt=None,
+                  guidance: float = 1.0) -> list[Path]:
+    """What `diffusekit sample` writes, for samples `images` drawn with these labels / prompts: `out` (.npz: uint8
+    `images`, and `labels` or `prompts` where the model has them; no pickles), optionally a picture `grid` (with the
+    prompts in a .txt beside it) and a folder `wav` of 16-bit WAVs (1-D signals). Returns the paths written."""
+    import numpy as np
+
+    from .data import to_uint8
+    from .data.wav import write_wav
+    from .viz.signals import save_samples
+
+    out, num, written = Path(out), len(images), []
+    arrays = {"images": to_uint8(images)}
+    if model.num_classes is not None:
+        arrays["labels"] = model.labels_for(num, labels).numpy()
+    prompts = model.prompts_for(num, prompts)
+    if prompts is not None:
+        arrays["prompts"] = np.array(prompts, dtype=np.str_)  # unicode, so np.load needs no pickle
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, **arrays)
+    written.append(out)
+    if grid:
+        written.append(save_samples(images, grid, rate=model.info["data"].get("rate")))
+        if prompts is not None:
+            negative = None if negative_prompt is None else " | ".join(negative_prompt)
+            written.append(save_prompts(prompts, Path(grid).with_suffix(".txt"), guidance, negative))
+    if wav:
+        if images.ndim != 3:
+            raise ValueError(f"--wav writes 1-D signals; this model makes shape {tuple(images.shape[1:])}")
+        wav = Path(wav)
+        wav.mkdir(parents=True, exist_ok=True)
+        rate = model.info["data"].get("rate") or 16000
+        for i, x in enumerate(images):
+            write_wav(wav / f"sample-{i:04d}.wav", x.numpy(), rate)
+        written.append(wav)
+    return written
+
+
 def _prompt_list(prompts, name: str) -> list[str]:
     """A string or a non-empty list of strings -> list, with an error that says what was wrong."""
     if isinstance(prompts, str):

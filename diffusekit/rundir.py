@@ -48,4 +48,42 @@ def latest_checkpoint(ckpt_dir: Path) -> Path | None:
     found = list_checkpoints(ckpt_dir)
     return found[-1] if found else None
 
-__all__ = ["RUN_FILE", "FILES", "read_run_info", "list_checkpoints", "latest_checkpoint"]
+def run_summary(run_dir: str | Path) -> dict:
+    """What a run is (`diffusekit info`): its settings, size, data, steps and time trained, last logged loss."""
+    run_dir = Path(run_dir)
+    info = read_run_info(run_dir)
+    ckpts = list_checkpoints(run_dir / "checkpoints")
+    state = json.loads((ckpts[-1] / "state.json").read_text()) if ckpts else {}
+    last = None
+    log = run_dir / "metrics.jsonl"
+    if log.exists():
+        rows = [json.loads(ln) for ln in log.read_text().splitlines() if ln.strip()]
+        losses = [r for r in rows if "loss" in r]
+        last = losses[-1] if losses else None
+    return {
+        "run_dir": str(run_dir), "params": info["params"], "model": info["train"]["model"],
+        "data": info["data"], "steps_trained": state.get("step", 0), "images_seen": state.get("images_seen", 0),
+        "minutes_trained": round(state.get("elapsed_s", 0) / 60, 2), "last_loss": last and last["loss"],
+        "checkpoints": [p.name for p in ckpts], "train": info["train"], "unet": info["unet"],
+        "schedule": info["schedule"], "prediction": info["prediction"]}
+
+
+def format_summary(summary: dict) -> str:
+    """`run_summary` as the lines `diffusekit info` prints."""
+    d = summary["data"]
+    return "\n".join([
+        f"run          {summary['run_dir']}",
+        f"model        {summary['model']} UNet, {summary['params']:,} parameters, predicts {summary['prediction']}, "
+        f"schedule {summary['schedule']['name']}",
+        f"data         {d['name']}: {d['n']} x {tuple(d['shape'])}"
+        + (f", {d['num_classes']} classes" if d.get("num_classes") else ""),
+        f"trained      {summary['steps_trained']} steps, {summary['images_seen']:,} images, "
+        f"{summary['minutes_trained']} min",
+        f"last loss    {summary['last_loss']}",
+        f"checkpoints  {', '.join(summary['checkpoints']) or '(none)'}",
+        "settings     " + ", ".join(f"{k}={v}" for k, v in summary["train"].items()),
+    ])
+
+
+__all__ = ["RUN_FILE", "FILES", "read_run_info", "list_checkpoints", "latest_checkpoint", "run_summary",
+           "format_summary"]

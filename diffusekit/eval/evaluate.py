@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -68,15 +69,51 @@ def evaluate(
     inception_features: an `InceptionFeatures` to reuse across calls (default: loaded here when inception=True).
     """
     t0 = time.time()
+    x_s = as_float_images(samples)
+    x_r, labels = _load(data)
+    has_clf = data in CLASSIFIERS
+    _check_request(metrics, data, inception, has_clf, labels, x_s.shape[1:], x_r.shape[1:])
+    n = _check_n(n, len(x_s), len(x_r), needed=inception or any(m in metrics for m in ("fd", "pr")))
+    sets = _Sets.draw(n, len(x_s), len(x_r), seed)
+    res: dict = {"data": data, "n_samples": len(x_s), "n_data": len(x_r), "n": n, "seed": seed,
+                 "image_shape": list(x_s.shape[1:])}
+    notes: list[str] = []
+    feats = None  # (sample features, sample logits, real features, real logits, classifier)
+    if has_clf and any(m in metrics for m in METRICS):  # memorisation uses the features too
+        clf = load_classifier(data)
+        res["classifier"] = {"name": clf.name, "feature_dim": clf.cfg.feature_dim,
+                             "test_accuracy": clf.record.get("test_accuracy")}
+        feats = (*(t.double().numpy() for t in classifier_outputs(clf, x_s)),
+                 *(t.double().numpy() for t in classifier_outputs(clf, x_r)), clf)
+    if "fd" in metrics and feats is not None:
+        res["fd"] = _fd(feats, sets, n)
+    if "pr" in metrics:
+        res["pr"] = _pr(feats, sets, n)
+    if "memorisation" in metrics:
+        f = (feats[0], feats[2], feats[4].name) if feats is not None else None
+        res["memorisation"] = _memorisation(x_s, x_r, f, train_idx, seed)
+    if "classes" in metrics:
+        res["classes"] = _classes(feats, labels, sets, len(x_s), len(x_r))
+    if "fd" in metrics and feats is None:
+        notes.append(f"no feature classifier for {data!r}: FD is reported in Inception features only")
+    if inception:
+        res["fd_inception"] = _inception_fd(x_s[sets.pick_s], x_r, data, sets.half_a, sets.half_b, seed,
+                                            inception_features, progress)
+        if n < 2048:
+            notes.append(
+                f"Inception FD at n = {n} < 2048 feature dims: covariances are rank-deficient and the FD carries a "
+                "large small-n bias; it is comparable only to FDs at the same n, and to its floor"
+            )
+    res["notes"] = notes
+    res["seconds"] = round(time.time() - t0, 2)
+    return res
+
+
+def _check_request(metrics, data, inception, has_clf, labels, sample_shape, data_shape) -> None:
+    """Refuse, before any work, metrics that cannot be computed for this data and these samples."""
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise ValueError(f"unknown metrics {unknown}; available: {', '.join(METRICS)} (and inception=True)")
-    x_s = as_float_images(samples)
-    x_r, labels = _load(data)
-    n_s, n_r = len(x_s), len(x_r)
-    notes: list[str] = []
-
-    has_clf = data in CLASSIFIERS
     if not has_clf:
         bad = [m for m in metrics if m in ("pr", "classes") or (m == "fd" and not inception)]
         if bad:
@@ -87,86 +124,67 @@ def evaluate(
     if "classes" in metrics and labels is None:
         raise ValueError(f"'classes' needs a labelled data set; {data!r} has no labels")
     exact_size = "memorisation" in metrics or (has_clf and any(m in metrics for m in ("fd", "pr", "classes")))
-    if exact_size and x_s.shape[1:] != x_r.shape[1:]:
+    if exact_size and sample_shape != data_shape:
         raise ValueError(
-            f"samples are {tuple(x_s.shape[1:])} but {data!r} images are {tuple(x_r.shape[1:])}: classifier and pixel "
+            f"samples are {tuple(sample_shape)} but {data!r} images are {tuple(data_shape)}: classifier and pixel "
             "metrics need the data's exact size (resizing would change what is measured). Resize explicitly with "
             "F.interpolate(x, size, mode='bilinear', antialias=True) if intended, or use "
             "metrics=() with inception=True, which takes any size"
         )
+
+
+def _check_n(n: int | None, n_s: int, n_r: int, needed: bool) -> int:
+    """Images per set: default min(samples, data // 2), so two disjoint real halves of n exist for the floor."""
     n_max = min(n_s, n_r // 2)
     n = n_max if n is None else int(n)
-    needs_n = inception or any(m in metrics for m in ("fd", "pr"))
-    if needs_n and not MIN_N <= n <= n_max:
+    if needed and not MIN_N <= n <= n_max:
         raise ValueError(
             f"n = {n} images per set is not possible: need {MIN_N} <= n <= min(len(samples) = {n_s}, "
             f"len(data) // 2 = {n_r // 2}) so that two disjoint real halves of n exist for the floor"
         )
-    rng = np.random.default_rng(seed)
-    perm = rng.permutation(n_r)
-    half_a, half_b = np.sort(perm[:n]), np.sort(perm[n : 2 * n])
-    # a random n of the samples, not the first n: class-conditional samples often come sorted by class
-    pick_s = np.sort(rng.permutation(n_s)[:n])
+    return n
 
-    res: dict = {
-        "data": data,
-        "n_samples": n_s,
-        "n_data": n_r,
-        "n": n,
-        "seed": seed,
-        "image_shape": list(x_s.shape[1:]),
-    }
-    clf = None
-    if has_clf and any(m in metrics for m in METRICS):  # memorisation uses the features too
-        clf = load_classifier(data)
-        res["classifier"] = {
-            "name": clf.name,
-            "feature_dim": clf.cfg.feature_dim,
-            "test_accuracy": clf.record.get("test_accuracy"),
-        }
-        f_s, logits_s = (t.double().numpy() for t in classifier_outputs(clf, x_s))
-        f_r, logits_r = (t.double().numpy() for t in classifier_outputs(clf, x_r))
 
-    if "fd" in metrics and clf is not None:
-        mu_a, sig_a = gaussian_stats(f_r[half_a])
-        res["fd"] = {
-            "value": frechet_distance(*gaussian_stats(f_s[pick_s]), mu_a, sig_a),
-            "floor": frechet_distance(*gaussian_stats(f_r[half_b]), mu_a, sig_a),
-            "n": n,
-            "features": clf.name,
-        }
-    if "pr" in metrics:
-        pr = precision_recall(f_r[half_a], f_s[pick_s], k=K)
-        floor = precision_recall(f_r[half_a], f_r[half_b], k=K)
-        res["pr"] = {
-            "precision": pr["precision"],
-            "recall": pr["recall"],
-            "floor": {"precision": floor["precision"], "recall": floor["recall"]},
-            "k": K,
-            "n": n,
-            "features": clf.name,
-        }
-    if "memorisation" in metrics:
-        feats = (f_s, f_r, clf.name) if clf is not None else None
-        res["memorisation"] = _memorisation(x_s, x_r, feats, train_idx, seed)
-    if "classes" in metrics:
-        counts = np.bincount(labels.numpy(), minlength=clf.cfg.num_classes)
-        real_pick = np.sort(perm[: min(n_s, n_r)])
-        res["classes"] = class_histogram(logits_s, counts / counts.sum(), real_logits=logits_r[real_pick])
-        res["classes"]["classifier"] = clf.name
-    if "fd" in metrics and clf is None:
-        notes.append(f"no feature classifier for {data!r}: FD is reported in Inception features only")
-    if inception:
-        res["fd_inception"] = _inception_fd(
-            x_s[pick_s], x_r, data, half_a, half_b, seed, inception_features, progress
-        )
-        if n < 2048:
-            notes.append(
-                f"Inception FD at n = {n} < 2048 feature dims: covariances are rank-deficient and the FD carries a "
-                "large small-n bias; it is comparable only to FDs at the same n, and to its floor"
-            )
-    res["notes"] = notes
-    res["seconds"] = round(time.time() - t0, 2)
+@dataclass
+class _Sets:
+    """Which images each metric compares: real halves A and B, a random n of the samples (module docstring)."""
+
+    perm: np.ndarray  # a permutation of the data, whose first n are A and next n are B
+    half_a: np.ndarray
+    half_b: np.ndarray
+    pick_s: np.ndarray
+
+    @classmethod
+    def draw(cls, n: int, n_s: int, n_r: int, seed: int) -> "_Sets":
+        rng = np.random.default_rng(seed)
+        perm = rng.permutation(n_r)
+        # a random n of the samples, not the first n: class-conditional samples often come sorted by class
+        pick_s = np.sort(rng.permutation(n_s)[:n])
+        return cls(perm, np.sort(perm[:n]), np.sort(perm[n : 2 * n]), pick_s)
+
+
+def _fd(feats, sets: _Sets, n: int) -> dict:
+    f_s, _, f_r, _, clf = feats
+    mu_a, sig_a = gaussian_stats(f_r[sets.half_a])
+    return {"value": frechet_distance(*gaussian_stats(f_s[sets.pick_s]), mu_a, sig_a),
+            "floor": frechet_distance(*gaussian_stats(f_r[sets.half_b]), mu_a, sig_a), "n": n, "features": clf.name}
+
+
+def _pr(feats, sets: _Sets, n: int) -> dict:
+    f_s, _, f_r, _, clf = feats
+    pr = precision_recall(f_r[sets.half_a], f_s[sets.pick_s], k=K)
+    floor = precision_recall(f_r[sets.half_a], f_r[sets.half_b], k=K)
+    return {"precision": pr["precision"], "recall": pr["recall"],
+            "floor": {"precision": floor["precision"], "recall": floor["recall"]}, "k": K, "n": n,
+            "features": clf.name}
+
+
+def _classes(feats, labels, sets: _Sets, n_s: int, n_r: int) -> dict:
+    _, logits_s, _, logits_r, clf = feats
+    counts = np.bincount(labels.numpy(), minlength=clf.cfg.num_classes)
+    real_pick = np.sort(sets.perm[: min(n_s, n_r)])
+    res = class_histogram(logits_s, counts / counts.sum(), real_logits=logits_r[real_pick])
+    res["classifier"] = clf.name
     return res
 
 

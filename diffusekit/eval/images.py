@@ -47,3 +47,13 @@ def as_float_images(x) -> torch.Tensor:
             stacklevel=3,
         )
     return x.clamp(-1, 1)
+
+
+def read_samples(path) -> np.ndarray:
+    """The `images` array of a samples .npz written by `diffusekit sample` (uint8 (N, H, W, C)), read without
+    unpickling; an unreadable file or one without `images` is a ValueError naming the file."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return f["images"]
+    except (OSError, KeyError, ValueError) as e:
+        raise ValueError(f"cannot read samples from {path}: {e} (expected a .npz with `images`)") from e
