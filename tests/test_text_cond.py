@@ -167,12 +167,12 @@ def test_shapes_trains_on_its_training_split_only(tmp_path, monkeypatch):
     """`--data shapes --cond text` (a 96-image stand-in for the 10,000 built-in): the trainer's data has no held-out
     colour-kind combination, the model trains on RGB, and samples for a held-out prompt come back."""
     from diffusekit.data import shapes
-    from diffusekit.train import distributed, loop
+    from diffusekit.train import distributed, setup
 
     monkeypatch.setattr(shapes, "DEFAULT_N", 96)
     cfg = TrainConfig(out=str(tmp_path / "shapes"), data="shapes", cond="text", model="tiny", steps=2,
                       batch_size=8, num_grid=4, sample_steps=2)
-    ds, captions, text = loop._captioned_data(cfg, distributed.Dist())
+    ds, captions, text = setup.captioned_data(cfg, distributed.Dist())
     rules = shapes.check_heldout(shapes.HELDOUT)
     assert len(ds) == 96 and not any(shapes.is_heldout(o, rules) for objs in ds.attributes for o in objs)
     assert captions.captions == sorted(set(ds.captions)) and text["prompts"] == list(dict.fromkeys(ds.captions))[:4]

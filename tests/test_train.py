@@ -17,7 +17,8 @@ from diffusekit.model import TrainedModel
 from diffusekit.train import TrainConfig, TrainingDiverged, train
 from diffusekit.rundir import latest_checkpoint, list_checkpoints
 from diffusekit.train.ema import EMA
-from diffusekit.train.loop import BatchStream, _lr_at
+from diffusekit.train.setup import BatchStream
+from diffusekit.train.step import lr_at as _lr_at
 
 TINY = dict(data="digits", model="tiny", batch_size=16, log_every=1, checkpoint_every=100, warmup_steps=2,
             num_grid=4, sample_steps=2)

@@ -126,8 +126,17 @@ def make_shapes(n: int = DEFAULT_N, seed: int = 0, *, split: str = "all", heldou
 
 
 def load_shapes(seed: int = 0) -> CaptionedDataset:
-    """The built-in `shapes`: DEFAULT_N 32x32 images of the training split (HELDOUT combinations left out)."""
-    return make_shapes(DEFAULT_N, seed, split="train")
+    """The built-in `shapes`: DEFAULT_N 32x32 images of the training split (HELDOUT combinations left out).
+
+    The split is verified before it is returned, since compositional generalisation is measured on exactly the
+    held-out combinations: an image with one of them in the training data would void that measurement."""
+    ds = make_shapes(DEFAULT_N, seed, split="train")
+    rules = check_heldout(HELDOUT)
+    leaked = sum(any(is_heldout(o, rules) for o in objs) for objs in ds.attributes)
+    if leaked:
+        raise RuntimeError(f"internal: the shapes training data holds {leaked} images with held-out "
+                           f"combinations {HELDOUT}; they must stay unseen")
+    return ds
 
 
 def check_heldout(heldout) -> list[dict[str, str]]:

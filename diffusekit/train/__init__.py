@@ -1,4 +1,6 @@
-"""Training: the loop, EMA, checkpoints, distributed set-up. `train(TrainConfig(...))` is the whole job."""
+"""Training: set-up (setup.py), one step (step.py), the hooks around it (hooks.py: logs, checkpoints, grids, quality
+checks) and the loop that calls them (loop.py); EMA, checkpoints, distributed set-up. `train(TrainConfig(...))` is
+the whole job."""
 
 from .config import TrainConfig
 from .loop import TrainingDiverged, train
