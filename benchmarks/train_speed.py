@@ -66,7 +66,7 @@ LUCIDRAINS_MULTS = (1, 2, 2)  # three levels like ours: 32 -> 16 -> 8 (28 -> 14 
 
 
 def make_ours_small(args):
-    # the preset as `diffusekit train --model small` builds it for unconditional data (train/loop.py)
+    # the preset as `diffusekit train --model small` builds it for unconditional data (train/setup.py, network_config)
     return UNet(unet_config("small", args.channels, 2)), lambda m, x, t: m(x, t)
 
 
