@@ -1,0 +1,104 @@
+"""Latent diffusion's first stage: the autoencoder's shapes for f = 4 and 8 in 1-D and 2-D, its KL, the latent scale,
+a tiny autoencoder run that trains, resumes exactly and loads back as a codec, and the codec's checks."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from diffusekit.latent import LatentCodec, latent_scale
+from diffusekit.nets.autoencoder import Autoencoder, AutoencoderConfig, autoencoder_config, kl_divergence
+from diffusekit.train.autoencoder import AutoencoderTrainConfig, train_autoencoder
+
+TINY_AE = dict(data="digits", factor=4, latent_channels=2, channels=8, batch_size=16, log_every=1,
+               checkpoint_every=100, warmup_steps=2, precision="fp32")
+
+
+@pytest.mark.parametrize("factor, spatial, latent", [
+    (4, (28, 28), (7, 7)), (8, (64, 64), (8, 8)), (8, (28, 28), (4, 4)),  # 28 is padded to 32, cropped back
+    (4, (2048,), (512,)), (8, (100,), (13,)),
+])
+def test_autoencoder_shapes(factor, spatial, latent):
+    cfg = autoencoder_config(factor, 1, spatial, latent_channels=3, channels=8)
+    assert cfg.factor == factor and cfg.latent_spatial == latent
+    ae = Autoencoder(cfg)
+    x = torch.rand(2, 1, *spatial) * 2 - 1
+    x_hat, mean, logvar = ae(x, torch.Generator().manual_seed(0))
+    assert mean.shape == logvar.shape == (2, 3, *latent)
+    assert x_hat.shape == x.shape
+    assert ae.decode(mean).shape == x.shape
+
+
+def test_autoencoder_refuses_other_shapes_and_configs():
+    ae = Autoencoder(autoencoder_config(4, 1, (28, 28), channels=8))
+    with pytest.raises(ValueError, match=r"\(B, 1, 28, 28\)"):
+        ae.posterior(torch.zeros(1, 1, 32, 32))
+    with pytest.raises(ValueError, match="factor"):
+        autoencoder_config(3, 1, (28, 28))
+    with pytest.raises(ValueError, match="one size per spatial dim"):
+        AutoencoderConfig(dims=2, spatial=(28,))
+
+
+def test_kl_divergence_matches_torch_distributions():
+    mean, logvar = torch.randn(3, 2, 4, 4), torch.randn(3, 2, 4, 4)
+    q = torch.distributions.Normal(mean, (0.5 * logvar).exp())
+    p = torch.distributions.Normal(torch.zeros_like(mean), torch.ones_like(mean))
+    expected = torch.distributions.kl_divergence(q, p).flatten(1).sum(1)
+    torch.testing.assert_close(kl_divergence(mean, logvar), expected)
+
+
+def test_latent_scale_makes_unit_variance():
+    ae = Autoencoder(autoencoder_config(4, 1, (8, 8), latent_channels=2, channels=8))
+    x = torch.rand(64, 1, 8, 8) * 2 - 1
+    s = latent_scale(ae, x)
+    z = LatentCodec(ae, s).encode(x)
+    assert z.std().item() == pytest.approx(1.0, rel=1e-4)
+
+
+@pytest.fixture(scope="module")
+def ae_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ae") / "run"
+    train_autoencoder(AutoencoderTrainConfig(out=str(out), steps=4, **TINY_AE), progress=False)
+    return out
+
+
+def test_autoencoder_run_records_config_and_scale(ae_run):
+    info = json.loads((ae_run / "run.json").read_text())
+    assert info["autoencoder"]["latent_channels"] == 2 and info["autoencoder"]["spatial"] == [8, 8]
+    state = json.loads((ae_run / "checkpoints" / "step-0000004" / "state.json").read_text())
+    codec = LatentCodec.load(ae_run)
+    assert codec.step == 4 and codec.scale == state["latent_scale"] > 0
+    assert codec.latent_shape == (2, 2, 2)
+    rows = [json.loads(r) for r in (ae_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4] and all(r["loss"] > 0 for r in rows)
+    assert (ae_run / "samples" / "reconstructions.png").exists()
+
+
+def test_autoencoder_resume_is_exact(tmp_path, ae_run):
+    halves = tmp_path / "halves"
+    train_autoencoder(AutoencoderTrainConfig(out=str(halves), steps=2, **TINY_AE), progress=False)
+    train_autoencoder(AutoencoderTrainConfig(out=str(halves), steps=4, **TINY_AE), resume=True, progress=False)
+    for name in ("model", "ema"):
+        a = load_file(str(ae_run / "checkpoints" / "step-0000004" / f"{name}.safetensors"))
+        b = load_file(str(halves / "checkpoints" / "step-0000004" / f"{name}.safetensors"))
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_codec_record_refuses_a_missing_or_different_autoencoder(tmp_path, ae_run):
+    codec = LatentCodec.load(ae_run)
+    record = codec.record()
+    assert LatentCodec.from_record(record).fingerprint() == record["fingerprint"]
+    moved = dict(record, run=str(tmp_path / "gone"))
+    with pytest.raises(ValueError, match="gone.*missing"):
+        LatentCodec.from_record(moved)
+    copy = tmp_path / "copy"
+    shutil.copytree(ae_run, copy)
+    other = dict(record, run=str(copy), fingerprint="0" * 16)
+    with pytest.raises(ValueError, match="not the one"):
+        LatentCodec.from_record(other)
+    with pytest.raises(ValueError, match="not an autoencoder run"):
+        (tmp_path / "diff").mkdir()
+        (tmp_path / "diff" / "run.json").write_text(json.dumps({"train": {}}))
+        LatentCodec.load(tmp_path / "diff")
