@@ -47,6 +47,9 @@ def _add_train(sub):
     p.add_argument("--config", type=Path, help="a JSON file of training settings (TrainConfig fields)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint, "
                                                          "exactly as if it had never stopped")
+    p.add_argument("--latent", metavar="AE_RUN",
+                   help="latent diffusion: train in the latent space of this autoencoder run (made by "
+                        "`diffusekit train-autoencoder` on the same data); sampling decodes back to the data")
     p.add_argument("--init", dest="init_from", metavar="RUN_DIR",
                    help="fine-tune: start from the EMA weights of RUN_DIR's latest checkpoint, with this run's "
                         "settings (loss weighting, lr, batch, ...); the network is RUN_DIR's, and the data shape, "
@@ -93,7 +96,7 @@ def cmd_train(a) -> int:
                                             "p_uncond", "batch_size", "lr", "lr_decay", "schedule", "prediction",
                                             "loss_weighting", "noise_sampler", "sample_every", "checkpoint_every",
                                             "sample_sampler", "precision", "device", "seed", "eval_every",
-                                            "init_from")}
+                                            "init_from", "latent")}
     if a.config:
         config = TrainConfig.from_json_file(a.config, **overrides)
     else:

@@ -42,6 +42,11 @@ class LatentCodec:
         return self.autoencoder.config
 
     @property
+    def data_shape(self) -> tuple[int, ...]:
+        """(C, *spatial): the shape of the data the autoencoder was trained on, which `decode` returns."""
+        return (self.config.in_channels, *self.config.spatial)
+
+    @property
     def latent_shape(self) -> tuple[int, ...]:
         """(C_z, *latent_spatial): the shape the diffusion model works in."""
         return (self.config.latent_channels, *self.config.latent_spatial)
@@ -89,11 +94,15 @@ class LatentCodec:
         return {"run": str(self.run_dir), "step": self.step, "scale": self.scale, "fingerprint": self.fingerprint(),
                 "autoencoder": self.config.to_dict()}
 
+    @staticmethod
+    def checkpoint_of(record: dict) -> Path:
+        """The checkpoint directory a latent run's record names."""
+        return Path(record["run"]) / "checkpoints" / f"step-{int(record['step']):07d}"
+
     @classmethod
     def from_record(cls, record: dict, device="cpu") -> "LatentCodec":
         """The autoencoder a latent run was trained on, checked to be the same one (else a ValueError naming it)."""
-        run_dir = Path(record["run"])
-        ckpt = run_dir / "checkpoints" / f"step-{int(record['step']):07d}"
+        run_dir, ckpt = Path(record["run"]), cls.checkpoint_of(record)
         if not ckpt.is_dir():
             raise ValueError(f"this latent run was trained on the autoencoder {run_dir} (checkpoint step "
                              f"{record['step']}), which is missing: restore it or retrain the latent run")

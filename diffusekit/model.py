@@ -88,6 +88,19 @@ def describe_data(ds) -> dict:
             "num_classes": ds.num_classes, "class_names": ds.class_names, "rate": getattr(ds, "rate", None)}
 
 
+_CODECS: dict = {}  # fingerprint -> LatentCodec: an autoencoder is loaded once per process, shared by every run
+
+
+def latent_codec(record: dict, device="cpu"):
+    """The autoencoder of a latent run (checked to be the one it was trained on), loaded once per process."""
+    from .latent import LatentCodec
+
+    key = (record["fingerprint"], record["run"], str(device))
+    if key not in _CODECS or not LatentCodec.checkpoint_of(record).is_dir():  # gone since: say so, not the cache
+        _CODECS[key] = LatentCodec.from_record(record, device=device)
+    return _CODECS[key]
+
+
 class TrainedModel:
     """A trained network with its denoiser, ready to sample. `TrainedModel.load(run_dir)` takes the EMA weights
     of the newest checkpoint."""
@@ -101,7 +114,9 @@ class TrainedModel:
         self.precision = precision
         self.schedule = schedule_from_dict(info["schedule"])
         self.denoiser = Denoiser(self.net, self.schedule, prediction=info["prediction"])
-        self.shape = tuple(info["data"]["shape"])
+        self.shape = tuple(info["data"]["shape"])  # what the sampler draws: the data, or a latent run's latents
+        self.codec = latent_codec(info["latent"], device) if "latent" in info else None  # latent runs: the decoder
+        self.data_shape = self.codec.data_shape if self.codec is not None else self.shape  # what `sample` returns
         self.num_classes = info["data"]["num_classes"] if info["train"].get("cond") == "label" else None
         self.text = info.get("text") if info["train"].get("cond") == "text" else None  # see the module docstring
 
@@ -131,8 +146,9 @@ class TrainedModel:
     @torch.no_grad()
     def sample(self, num: int, sampler: str = "dpmpp-2m", steps: int = 20, seed: int = 0, batch: int = 64,
                labels=None, guidance: float = 1.0, callback=None, progress=None, prompts=None,
-               negative_prompt=None, **options) -> torch.Tensor:
-        """`num` samples in [-1, 1], shape (num, *data shape). Batches are drawn from one seeded generator, so
+               negative_prompt=None, decode: bool = True, **options) -> torch.Tensor:
+        """`num` samples in [-1, 1], shape (num, *data shape) (latent runs: decoded, unless decode=False, which
+        returns the latents (num, *self.shape) the sampler drew; `callback` always sees latents there). Batches are drawn from one seeded generator, so
         the result depends on the seed and `batch`, not on anything else.
 
         labels: for class-conditional models, an int, a list of ints, or None (the classes in turn);
@@ -164,10 +180,11 @@ class TrainedModel:
             with amp:  # the network in bf16 where that is fast; the sampler's arithmetic stays fp32
                 x = sample(den, (b, *self.shape), sampler=sampler, steps=steps, generator=g, cond=cond,
                            callback=callback, device=self.device, **options)
-            out.append(x.clamp(-1, 1).cpu())
+            out.append(x.cpu() if self.codec is not None else x.clamp(-1, 1).cpu())  # latents are not bounded
             if progress is not None:
                 progress(b)
-        return torch.cat(out)
+        out = torch.cat(out)
+        return self.codec.decode(out) if self.codec is not None and decode else out
 
     def prompts_for(self, num: int, prompts=None) -> list[str] | None:
         """The prompt of each of `num` samples (None for models that are not text-conditioned); checks them."""

@@ -102,3 +102,44 @@ def test_codec_record_refuses_a_missing_or_different_autoencoder(tmp_path, ae_ru
         (tmp_path / "diff").mkdir()
         (tmp_path / "diff" / "run.json").write_text(json.dumps({"train": {}}))
         LatentCodec.load(tmp_path / "diff")
+
+
+def test_latent_run_trains_samples_shows_and_resumes(tmp_path, ae_run):
+    from diffusekit.model import TrainedModel
+    from diffusekit.train import TrainConfig, train
+    from diffusekit.viz.show import show
+
+    run = tmp_path / "ldm"
+    tiny = dict(data="digits", model="tiny", batch_size=16, log_every=1, checkpoint_every=100, warmup_steps=2,
+                num_grid=4, sample_steps=2, precision="fp32", latent=str(ae_run))
+    train(TrainConfig(out=str(run), steps=2, **tiny), progress=False)
+    info = json.loads((run / "run.json").read_text())
+    assert info["data"]["shape"] == [2, 2, 2] and info["latent"]["run"] == str(ae_run)
+    assert (run / "latents.safetensors").exists()
+    model = TrainedModel.load(run, precision="fp32")
+    assert model.shape == (2, 2, 2) and model.data_shape == (1, 8, 8)
+    x = model.sample(3, sampler="heun", steps=2, seed=0)
+    assert x.shape == (3, 1, 8, 8) and x.abs().max() <= 1
+    z = model.sample(3, sampler="heun", steps=2, seed=0, decode=False)
+    torch.testing.assert_close(model.codec.decode(z), x)
+    paths = show(model, tmp_path / "show", steps=2, num=2)
+    assert all(p.exists() for p in paths.values())
+    train(TrainConfig(out=str(run), steps=3, **tiny), resume=True, progress=False)
+    assert TrainedModel.load(run).step == 3
+
+
+def test_latent_run_names_a_missing_autoencoder(tmp_path, ae_run):
+    from diffusekit.model import TrainedModel
+    from diffusekit.train import TrainConfig, train
+
+    ae = tmp_path / "ae"
+    shutil.copytree(ae_run, ae)
+    run = tmp_path / "ldm"
+    train(TrainConfig(out=str(run), steps=1, data="digits", model="tiny", batch_size=16, warmup_steps=1, num_grid=2,
+                      sample_steps=1, precision="fp32", latent=str(ae)), progress=False)
+    shutil.rmtree(ae)
+    with pytest.raises(ValueError, match=f"{ae}.*missing"):
+        TrainedModel.load(run)
+    with pytest.raises(ValueError, match="trained on data of shape"):
+        train(TrainConfig(out=str(tmp_path / "other"), steps=1, data="mnist5k", model="tiny", latent=str(ae_run)),
+              progress=False)

@@ -29,6 +29,8 @@ class TrainConfig:
     cond: str | None = None  # None (unconditional), "label": class-conditional through the UNet's cond hook, or
     # "text": captions through a frozen text encoder into the UNet's cross-attention (captioned data only)
     p_uncond: float = 0.1  # label / empty-prompt dropout for classifier-free guidance (Ho & Salimans use 0.1-0.2)
+    latent: str | None = None  # latent diffusion: an autoencoder run (`train-autoencoder`); the data is encoded
+    # once into its scaled latent space, where this run trains; sampling decodes (`diffusekit.latent`)
     init_from: str | None = None  # fine-tune: start from the EMA weights of this run's latest checkpoint (its
     # network, data shape, conditioning, schedule and prediction); optimizer, step count and EMA start afresh
 

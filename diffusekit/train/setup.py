@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 from torch.nn.parallel import DistributedDataParallel
 
@@ -110,6 +111,7 @@ def set_up(config: TrainConfig, resume: bool, dist: distributed.Dist) -> tuple[S
                                         "out": config.out})
     check_eval_data(config)
     ds, captions, text_info = training_data(config, dist, saved)
+    codec = to_latents(ds, config, out, saved, write=dist.is_main) if config.latent else None
     num_classes = ds.num_classes if config.cond == "label" else None
     schedule = build_schedule(config)
     text_null = empty_prompt(text_info) if text_info is not None else None  # a dropped caption; guidance's unconditional pass
@@ -127,6 +129,8 @@ def set_up(config: TrainConfig, resume: bool, dist: distributed.Dist) -> tuple[S
     ema = EMA(net, config.ema_decay)
     opt = fast.adamw(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     info = run_info(config, ucfg, schedule, ds, net, text_info, init)
+    if codec is not None:
+        info["latent"] = codec.record()
     state = start_state(config, len(ds), resume_from, net, ema, opt)
     if resume_from is None and dist.is_main:
         write_json_atomic(out / RUN_FILE, info)
@@ -182,6 +186,30 @@ def training_data(config: TrainConfig, dist: distributed.Dist, saved: dict | Non
     if config.cond == "label" and ds.labels is None:
         raise ValueError(f"--cond label needs labelled data; {ds.name} has no labels")
     return ds, captions, text_info
+
+
+def to_latents(ds, config: TrainConfig, out: Path, saved: dict | None, write: bool = True):
+    """Latent runs: replace ds.x by its scaled latents (encoded once, kept in out/latents.safetensors) and return
+    the autoencoder's codec; a resumed run checks that its autoencoder is still the one it was trained on."""
+    from safetensors.torch import save_file
+
+    from ..latent import LatentCodec
+
+    codec = LatentCodec.from_record(saved["latent"]) if saved else LatentCodec.load(config.latent)
+    if tuple(ds.x.shape[1:]) != codec.data_shape:
+        raise ValueError(f"--latent: the autoencoder {config.latent} was trained on data of shape "
+                         f"{codec.data_shape}; {ds.name} is {tuple(ds.x.shape[1:])}")
+    cache = out / "latents.safetensors"
+    key = {"fingerprint": codec.fingerprint(), "scale": repr(codec.scale), "n": str(len(ds))}
+    if cache.exists():
+        with safe_open(str(cache), "pt") as f:
+            if f.metadata() == key:
+                ds.x = f.get_tensor("z")
+                return codec
+    ds.x = codec.encode(ds.x)
+    if write:  # rank 0 only under torchrun: every process encodes the same data the same way
+        save_file({"z": ds.x.contiguous()}, str(cache), metadata=key)
+    return codec
 
 
 def captioned_data(config: TrainConfig, dist: distributed.Dist):

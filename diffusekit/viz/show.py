@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from ..data import load_data
 from ..process import q_sample
@@ -38,6 +39,8 @@ def show(model: TrainedModel, out_dir: str | Path, sampler: str = "dpmpp-2m", st
     x0 = ds.x[torch.randperm(len(ds), generator=g)[:num]]
     sched = model.schedule if isinstance(model.schedule, DiscreteSchedule) else DiscreteSchedule()
     eps = torch.randn(x0.shape, generator=g)
+    if model.codec is not None:
+        return _show_latent(model, out, x0, sched, sampler, steps, seed, num)
     cols = [q_sample(sched, x0, torch.full((len(x0),), t), eps) for t in FORWARD_T]
     if len(model.shape) != 3:
         return _show_other(model, out, cols, sampler, steps, seed, num)
@@ -77,3 +80,42 @@ def _show_other(model, out: Path, cols, sampler, steps, seed, num) -> dict[str, 
     return {"forward": save_clip_strip(torch.cat([c[:1] for c in cols]), out / "forward.png"),
             "reverse": save_clip_strip(torch.cat(steps_x0 + [final[:1]]), out / "reverse.png"),
             "gif": save_clip_gif(final, out / "reverse.gif")}
+
+
+def _latent_picture(z: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Latents (B, Cz, h, w) as pictures shaped like `like` (B, C, H, W): their first C channels at +-3 std
+    (the latent has unit variance) mapped to [-1, 1], enlarged by nearest neighbour."""
+    c = like.shape[1]
+    pic = z[:, :c] if z.shape[1] >= c else z[:, :1].expand(-1, c, -1, -1)
+    return F.interpolate((pic / 3).clamp(-1, 1), size=like.shape[2:], mode="nearest")
+
+
+def _show_latent(model, out: Path, x0, sched, sampler, steps, seed, num) -> dict[str, Path]:
+    """Latent runs: the process runs on latents; each strip shows the latent (first channels) above what the
+    decoder makes of it. forward.png: one real image's latent at the FORWARD_T levels; reverse.png: x_t, x0_hat
+    and the decoded x0_hat at each step for one sample; reverse.gif: the decoded x0_hat of `num` samples."""
+    if x0.dim() != 4:
+        raise ValueError("show draws latent runs of images (B, C, H, W) only; sample this run with `diffusekit sample`")
+    codec, g = model.codec, torch.Generator().manual_seed(seed + 1)
+    z0 = codec.encode(x0[:1])
+    eps = torch.randn(z0.shape, generator=g)
+    zs = torch.cat([q_sample(sched, z0, torch.full((1,), t), eps) for t in FORWARD_T])
+    cols = [torch.cat([_latent_picture(z[None], x0[:1]), codec.decode(z[None])]) for z in zs]
+    paths = {"forward": save_strip(cols, out / "forward.png", labels=[f"t={t}" for t in FORWARD_T],
+                                   row_labels=["latent", "decoded"])}
+    x_t, x0_hat = [], []
+
+    def record(info):
+        x_t.append(info["x"].cpu() * (1 + info["sigma"] ** 2) ** -0.5)
+        x0_hat.append(info["x0_hat"].cpu())
+
+    model.sample(num, sampler=sampler, steps=steps, seed=seed, batch=num, callback=record, decode=False)
+    decoded = [codec.decode(z) for z in x0_hat]
+    pick = [torch.cat([_latent_picture(a[:1], d[:1]), _latent_picture(b[:1], d[:1]), d[:1]])
+            for a, b, d in zip(x_t, x0_hat, decoded)]
+    paths["reverse"] = save_strip(pick, out / "reverse.png", labels=[f"step {i}" for i in range(len(pick))],
+                                  row_labels=["latent x_t", "latent x0_hat", "decoded"])
+    paths["gif"] = save_gif(torch.stack(decoded), out / "reverse.gif", nrow=num, duration_ms=150)
+    if model.text is not None:
+        paths["prompts"] = save_prompts(model.prompts_for(num), out / "prompts.txt")
+    return paths
