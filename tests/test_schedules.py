@@ -1,4 +1,5 @@
-"""Schedules, conversions, the forward process, the denoiser's preconditioning and losses."""
+"""Noise schedules (diffusekit.schedules): conversions, the discrete tables, the sampling ladders and their ends,
+and the tables and timesteps against diffusers' schedulers (an independent implementation, test-only dependency)."""
 
 import math
 
@@ -6,7 +7,6 @@ import pytest
 import torch
 
 import diffusekit as dk
-from diffusekit import process
 from diffusekit.schedules import (alpha_bar_to_sigma, karras_sigmas, logsnr_to_sigma, sigma_to_alpha_bar,
                                   sigma_to_logsnr, sigma_to_snr, snr_to_sigma)
 
@@ -72,75 +72,40 @@ def test_logsnr_spacing_and_ladder_ends():
     assert torch.allclose(c, dk.KarrasSchedule(sigma_min=0.01).sigmas(8, "linspace"))
 
 
-def test_q_sample_is_closed_form_and_matches_sigma_view():
+def test_unknown_schedule_lists_names():
+    with pytest.raises(ValueError, match="unknown schedule 'quadratic'.*cosine"):
+        dk.get_schedule("quadratic")
+    with pytest.raises(ValueError, match="unknown spacing 'uniform'.*karras"):
+        dk.DiscreteSchedule().sigmas(10, "uniform")
+
+
+# ---- against diffusers ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def diffusers():
+    return pytest.importorskip("diffusers")
+
+
+SCHEDULES = [("linear", "linear"), ("scaled_linear", "scaled_linear"), ("cosine", "squaredcos_cap_v2"),
+             ("sigmoid", "sigmoid")]
+
+
+@pytest.mark.parametrize("ours_name,theirs", SCHEDULES)
+@pytest.mark.parametrize("zero_snr", [False, True])
+def test_alphas_cumprod_match(diffusers, ours_name, theirs, zero_snr):
+    s = dk.DiscreteSchedule(ours_name, zero_terminal_snr=zero_snr)
+    d = diffusers.DDPMScheduler(beta_schedule=theirs, rescale_betas_zero_snr=zero_snr)
+    assert torch.allclose(s.alphas_cumprod, d.alphas_cumprod.double(), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("spacing", ["leading", "trailing", "linspace"])
+def test_timesteps_match(diffusers, spacing):
     s = dk.DiscreteSchedule()
-    g = torch.Generator().manual_seed(0)
-    x0, eps = torch.randn(4, 1, 5, generator=g), torch.randn(4, 1, 5, generator=g)
-    t = torch.tensor([0, 10, 500, 999])
-    xt = process.q_sample(s, x0, t, eps)
-    ab = s.alphas_cumprod[t].float()[:, None, None]
-    assert torch.allclose(xt, ab.sqrt() * x0 + (1 - ab).sqrt() * eps)
-    x_ve = process.add_noise(x0, s.sigmas_table[t], eps)
-    assert torch.allclose(x_ve * ab.sqrt(), xt, atol=1e-5)
-
-
-def test_q_sample_matches_diffusers_add_noise():
-    diffusers = pytest.importorskip("diffusers")
-    g = torch.Generator().manual_seed(1)
-    x0, eps = torch.randn(6, 3, 4, 4, generator=g), torch.randn(6, 3, 4, 4, generator=g)
-    t = torch.tensor([0, 1, 250, 500, 900, 999])
-    theirs = diffusers.DDPMScheduler().add_noise(x0, eps, t)
-    assert torch.allclose(process.q_sample(dk.DiscreteSchedule(), x0, t, eps), theirs, atol=1e-5)
-
-
-def test_v_target_definition():
-    ab = torch.tensor([0.3, 0.9], dtype=torch.float64)
-    x0, eps = torch.randn(2, 1, 3, dtype=torch.float64), torch.randn(2, 1, 3, dtype=torch.float64)
-    v = process.training_target("v", x0, eps, ab)
-    xt = ab.sqrt()[:, None, None] * x0 + (1 - ab).sqrt()[:, None, None] * eps
-    # x0 = sqrt(ab) x_t - sqrt(1 - ab) v  (Salimans & Ho 2022)
-    assert torch.allclose(ab.sqrt()[:, None, None] * xt - (1 - ab).sqrt()[:, None, None] * v, x0)
-
-
-@pytest.mark.parametrize("prediction", ["eps", "x0", "v", "edm"])
-def test_perfect_network_gives_zero_loss_and_exact_x0(prediction):
-    """A network that outputs exactly its parameterization's target denoises perfectly: D(x0 + sigma eps) = x0."""
-    schedule = dk.KarrasSchedule() if prediction == "edm" else dk.DiscreteSchedule()
-    g = torch.Generator().manual_seed(2)
-    x0, eps = torch.randn(5, 2, 3, 3, dtype=torch.float64, generator=g), torch.randn(5, 2, 3, 3, dtype=torch.float64,
-                                                                                     generator=g)
-    sigma = torch.tensor([0.01, 0.3, 1.0, 7.0, 60.0], dtype=torch.float64)
-    den = dk.Denoiser(None, schedule, prediction=prediction)
-    c_skip, c_out, c_in, _ = den.coefficients(sigma)
-    b = lambda c: c[:, None, None, None]  # noqa: E731
-    x = x0 + b(sigma) * eps
-    target = (x0 - b(c_skip) * x) / b(c_out)
-    if prediction != "edm":
-        assert torch.allclose(target, process.training_target(prediction, x0, eps, 1 / (1 + b(sigma)[:, 0, 0, 0] ** 2)))
-    den.net = lambda x_in, c_noise: target
-    assert torch.allclose(den(x, sigma), x0, atol=1e-10)
-    assert torch.allclose(den.loss(x0, sigma, eps), torch.zeros(5, dtype=torch.float64), atol=1e-18)
-
-
-def test_min_snr_weights_match_hang_et_al():
-    sigma = torch.tensor([0.05, 0.5, 2.0, 20.0], dtype=torch.float64)
-    snr = 1 / sigma**2
-    for prediction, expected in [("eps", snr.clamp(max=5) / snr), ("v", snr.clamp(max=5) / (snr + 1)),
-                                 ("x0", snr.clamp(max=5))]:
-        den = dk.Denoiser(lambda x, c: torch.ones_like(x), dk.DiscreteSchedule(), prediction=prediction)
-        x0, eps = torch.zeros(4, 1, 2, dtype=torch.float64), torch.zeros(4, 1, 2, dtype=torch.float64)
-        uniform = den.loss(x0, sigma, eps)
-        weighted = den.loss(x0, sigma, eps, weighting="min-snr", gamma=5.0)
-        ratio = weighted / uniform
-        assert torch.allclose(ratio, expected, rtol=1e-9), (prediction, ratio, expected)
-
-
-def test_training_sigma_samplers():
-    g = torch.Generator().manual_seed(0)
-    sigma, t = process.sample_training_sigmas(dk.DiscreteSchedule(), 20000, "uniform", g)
-    assert t.min() == 0 and t.max() == 999 and abs(t.double().mean() - 499.5) < 10
-    assert torch.equal(sigma, dk.DiscreteSchedule().sigmas_table[t])
-    sigma, t = process.sample_training_sigmas(dk.KarrasSchedule(), 20000, "lognormal", g)
-    assert t is None and abs(sigma.log().mean() + 1.2) < 0.03 and abs(sigma.log().std() - 1.2) < 0.03
-    with pytest.raises(ValueError, match="unknown noise sampler 'beta'.*lognormal"):
-        process.sample_training_sigmas(dk.KarrasSchedule(), 4, "beta")
+    theirs = diffusers.DPMSolverMultistepScheduler(timestep_spacing=spacing)
+    for steps in (1, 7, 20, 50):
+        theirs.set_timesteps(steps)
+        if spacing == "leading":  # DDIM's and DDPM's leading rule (DPM-Solver's divides by steps + 1)
+            theirs = diffusers.DDIMScheduler(timestep_spacing="leading")
+            theirs.set_timesteps(steps)
+        assert s.timesteps(steps, spacing).tolist() == theirs.timesteps.tolist(), (spacing, steps)
