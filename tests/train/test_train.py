@@ -1,12 +1,9 @@
-"""The training system: exact resumption, atomic checkpoints, divergence, distributed training with real torchrun."""
+"""The training system, in process: exact resumption, fine-tuning, checkpoints, divergence, the batch stream, EMA,
+the learning-rate schedule and the settings' errors. (In real processes, SIGKILL and torchrun:
+tests/e2e/test_train_processes.py.)"""
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,9 +17,6 @@ from diffusekit.train.ema import EMA
 from diffusekit.train.setup import BatchStream
 from diffusekit.train.step import lr_at as _lr_at
 
-TINY = dict(data="digits", model="tiny", batch_size=16, log_every=1, checkpoint_every=100, warmup_steps=2,
-            num_grid=4, sample_steps=2)
-
 
 def weights(run, name="model"):
     return load_file(str(latest_checkpoint(Path(run) / "checkpoints") / f"{name}.safetensors"))
@@ -33,34 +27,34 @@ def same(a, b):
 
 
 @pytest.mark.parametrize("precision", ["fp32", "auto"])
-def test_resume_is_exact(tmp_path, precision):
+def test_resume_is_exact(tiny, tmp_path, precision):
     """N steps straight == N/2 steps, stop, resume, N/2 steps: identical weights, EMA and optimizer state."""
     straight, halves = tmp_path / "straight", tmp_path / "halves"
-    train(TrainConfig(out=str(straight), steps=6, precision=precision, **TINY), progress=False)
-    train(TrainConfig(out=str(halves), steps=3, precision=precision, **TINY), progress=False)
-    train(TrainConfig(out=str(halves), steps=6, precision=precision, **TINY), resume=True, progress=False)
+    train(TrainConfig(out=str(straight), steps=6, precision=precision, **tiny), progress=False)
+    train(TrainConfig(out=str(halves), steps=3, precision=precision, **tiny), progress=False)
+    train(TrainConfig(out=str(halves), steps=6, precision=precision, **tiny), resume=True, progress=False)
     for name in ("model", "ema", "state"):
         assert same(weights(straight, name), weights(halves, name)), name
     logs = [[json.loads(line)["loss"] for line in open(r / "metrics.jsonl")] for r in (straight, halves)]
     assert logs[0] == logs[1]
 
 
-def test_refuses_to_overwrite_and_resume_needs_a_run(tmp_path):
+def test_refuses_to_overwrite_and_resume_needs_a_run(tiny, tmp_path):
     out = tmp_path / "run"
-    train(TrainConfig(out=str(out), steps=1, **TINY), progress=False)
+    train(TrainConfig(out=str(out), steps=1, **tiny), progress=False)
     with pytest.raises(FileExistsError, match="--resume"):
-        train(TrainConfig(out=str(out), steps=1, **TINY), progress=False)
+        train(TrainConfig(out=str(out), steps=1, **tiny), progress=False)
     with pytest.raises(FileNotFoundError, match="no run to resume"):
-        train(TrainConfig(out=str(tmp_path / "none"), steps=1, **TINY), resume=True, progress=False)
+        train(TrainConfig(out=str(tmp_path / "none"), steps=1, **tiny), resume=True, progress=False)
 
 
-def test_fine_tune_starts_from_the_other_runs_ema_weights(tmp_path):
+def test_fine_tune_starts_from_the_other_runs_ema_weights(tiny, tmp_path):
     """--init: the new run's network is the source run's (not the preset's), its weights start at the source's EMA
     weights (with a vanishing lr one step leaves them there), and a source that does not fit is refused."""
     src, ft = tmp_path / "src", tmp_path / "ft"
-    train(TrainConfig(out=str(src), steps=3, precision="fp32", **TINY), progress=False)
+    train(TrainConfig(out=str(src), steps=3, precision="fp32", **tiny), progress=False)
     train(TrainConfig(out=str(ft), steps=1, precision="fp32", init_from=str(src), loss_weighting="uniform",
-                      **{**TINY, "model": "small", "lr": 1e-30}), progress=False)
+                      **{**tiny, "model": "small", "lr": 1e-30}), progress=False)
     info, src_info = (json.loads((r / "run.json").read_text()) for r in (ft, src))
     assert info["unet"] == src_info["unet"] and info["init_from"]["step"] == 3
     assert info["train"]["loss_weighting"] == "uniform"
@@ -72,19 +66,19 @@ def test_fine_tune_starts_from_the_other_runs_ema_weights(tmp_path):
     again = weights(ft, "model")
     assert all(torch.allclose(start[k], again[k], rtol=0, atol=1e-12) for k in start)
     with pytest.raises(ValueError, match="prediction"):
-        train(TrainConfig(out=str(tmp_path / "a"), steps=1, init_from=str(src), prediction="v", **TINY),
+        train(TrainConfig(out=str(tmp_path / "a"), steps=1, init_from=str(src), prediction="v", **tiny),
               progress=False)
     with pytest.raises(ValueError, match="shape"):
-        train(TrainConfig(out=str(tmp_path / "b"), steps=1, init_from=str(src), image_size=16, **TINY),
+        train(TrainConfig(out=str(tmp_path / "b"), steps=1, init_from=str(src), image_size=16, **tiny),
               progress=False)
     with pytest.raises(FileNotFoundError, match="no run"):
-        train(TrainConfig(out=str(tmp_path / "c"), steps=1, init_from=str(tmp_path / "none"), **TINY),
+        train(TrainConfig(out=str(tmp_path / "c"), steps=1, init_from=str(tmp_path / "none"), **tiny),
               progress=False)
 
 
-def test_checkpoints_are_kept_and_pruned(tmp_path):
+def test_checkpoints_are_kept_and_pruned(tiny, tmp_path):
     out = tmp_path / "run"
-    train(TrainConfig(out=str(out), steps=7, **{**TINY, "checkpoint_every": 2, "keep_last": 2}), progress=False)
+    train(TrainConfig(out=str(out), steps=7, **{**tiny, "checkpoint_every": 2, "keep_last": 2}), progress=False)
     names = [p.name for p in list_checkpoints(out / "checkpoints")]
     assert names == ["step-0000006", "step-0000007"]
     model = TrainedModel.load(out)
@@ -93,35 +87,11 @@ def test_checkpoints_are_kept_and_pruned(tmp_path):
     assert x.shape == (3, 1, 8, 8) and torch.isfinite(x).all()
 
 
-def test_kill_at_any_moment_leaves_a_readable_checkpoint(tmp_path):
-    """SIGKILL a real training process while it writes checkpoints every step; the newest complete one loads, and
-    the run resumes from it."""
+def test_divergence_stops_with_a_clear_message(tiny, tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "diffusekit", "train", "--data", "digits", "--model", "tiny", "--out", str(out),
-           "--steps", "100000", "--checkpoint-every", "1", "--batch-size", "16", "--no-progress"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline and len(list_checkpoints(out / "checkpoints")) < 3:
-            time.sleep(0.05)
-        time.sleep(0.137)  # land somewhere inside the next write
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    last = latest_checkpoint(out / "checkpoints")
-    assert last is not None, "the run wrote checkpoints before it was killed"
-    for name in ("model", "ema", "state"):
-        load_file(str(last / f"{name}.safetensors"))
-    step = json.loads((last / "state.json").read_text())["step"]
-    train(TrainConfig(out=str(out), steps=step + 2, **TINY), resume=True, progress=False)
-    assert TrainedModel.load(out).step == step + 2
-
-
-def test_divergence_stops_with_a_clear_message(tmp_path):
-    out = tmp_path / "run"
-    cfg = TrainConfig(out=str(out), steps=2, **{**TINY, "checkpoint_every": 1})
+    cfg = TrainConfig(out=str(out), steps=2, **{**tiny, "checkpoint_every": 1})
     train(cfg, progress=False)
-    bad = TrainConfig(out=str(out), steps=200, **{**TINY, "checkpoint_every": 1000})
+    bad = TrainConfig(out=str(out), steps=200, **{**tiny, "checkpoint_every": 1000})
     run_json = json.loads((out / "run.json").read_text())
     run_json["train"]["lr"] = 1e30  # a learning rate that blows the weights up
     run_json["train"]["grad_clip"] = 0
@@ -168,9 +138,9 @@ def test_lr_schedule_warms_up_holds_and_decays_to_zero():
     assert _lr_at(TrainConfig(steps=100, warmup_steps=1), 99) == pytest.approx(1e-3)  # default: constant
 
 
-def test_training_follows_the_lr_decay(tmp_path):
+def test_training_follows_the_lr_decay(tiny, tmp_path):
     """The optimizer really runs at the scheduled LR: the logged LR of each of 8 steps, the last half decaying."""
-    train(TrainConfig(out=str(tmp_path / "run"), steps=8, lr=1e-3, lr_decay=0.5, **TINY), progress=False)
+    train(TrainConfig(out=str(tmp_path / "run"), steps=8, lr=1e-3, lr_decay=0.5, **tiny), progress=False)
     logged = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
     lrs = [r["lr"] for r in logged if "lr" in r]
     assert lrs == pytest.approx([0.5e-3, 1e-3, 1e-3, 1e-3, 1e-3, 0.75e-3, 0.5e-3, 0.25e-3])
@@ -185,32 +155,3 @@ def test_bad_settings():
         TrainConfig(prediction="edm")
     with pytest.raises(ValueError, match="unknown training settings"):
         TrainConfig.from_dict({"stepz": 3})
-
-
-def _torchrun(args, nproc, env_extra=None):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env_extra or {})}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port",
-           str(29500 + os.getpid() % 1000), "-m", "diffusekit", "train", *args]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-
-
-def test_torchrun_two_processes_match_one(tmp_path):
-    """2 real processes (gloo on CPU) with global batch 16 == 1 process with batch 16: the replicas stay identical
-    (checked at every checkpoint), rank 0 alone writes, and weights and losses match the single-process run."""
-    common = ["--data", "digits", "--model", "tiny", "--batch-size", "16", "--steps", "4", "--precision", "fp32",
-              "--checkpoint-every", "2", "--no-progress", "--lr", "1e-3"]
-    ddp = _torchrun(common + ["--out", str(tmp_path / "ddp")], 2)
-    assert ddp.returncode == 0, ddp.stderr[-3000:]
-    single = subprocess.run([sys.executable, "-m", "diffusekit", "train", *common, "--out", str(tmp_path / "one")],
-                            capture_output=True, text=True, timeout=600)
-    assert single.returncode == 0, single.stderr[-3000:]
-    a, b = weights(tmp_path / "ddp"), weights(tmp_path / "one")
-    for k in a:
-        assert torch.allclose(a[k], b[k], atol=2e-5, rtol=1e-4), k
-    la = [json.loads(line)["loss"] for line in open(tmp_path / "ddp" / "metrics.jsonl")]
-    lb = [json.loads(line)["loss"] for line in open(tmp_path / "one" / "metrics.jsonl")]
-    assert len(la) == len(lb) == 1 and la == pytest.approx(lb, rel=1e-4)
-    # resume under torchrun continues the same way
-    more = _torchrun(common[:-5] + ["--steps", "6", "--no-progress", "--out", str(tmp_path / "ddp"), "--resume"], 2)
-    assert more.returncode == 0, more.stderr[-3000:]
-    assert TrainedModel.load(tmp_path / "ddp").step == 6

@@ -1,15 +1,15 @@
 """The command line, end to end, as a user runs it: train -> sample -> show -> info, and its errors."""
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from PIL import Image
-from helpers import dk
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(dk, tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "run"
     dk("train", "--data", "digits", "--model", "tiny", "--steps", "3", "--batch-size", "16", "--out", out,
        "--cond", "label", "--lr-decay", "0.5", "--no-progress")
@@ -22,7 +22,7 @@ def test_train_writes_a_run(run):
     assert Image.open(run / "samples" / "latest.png").size[0] >= 256
 
 
-def test_sample_npz_and_grid(run, tmp_path):
+def test_sample_npz_and_grid(dk, run, tmp_path):
     dk("sample", run, "--num", "5", "--sampler", "heun", "--steps", "3", "--seed", "1", "--out", tmp_path / "s.npz",
        "--grid", tmp_path / "s.png", "--batch", "2", "--label", "7", "--guidance", "2.0")
     z = np.load(tmp_path / "s.npz")
@@ -39,7 +39,7 @@ def test_sample_npz_and_grid(run, tmp_path):
     assert np.load(tmp_path / "r.npz")["images"].shape == (2, 8, 8, 1)
 
 
-def test_show_writes_strips_and_gif(run, tmp_path):
+def test_show_writes_strips_and_gif(dk, run, tmp_path):
     r = dk("show", run, "--out", tmp_path / "show", "--steps", "4", "--num", "3")
     paths = r.stdout.split()
     assert [p.rsplit("/", 1)[1] for p in paths] == ["forward.png", "reverse.png", "reverse.gif"]
@@ -47,33 +47,56 @@ def test_show_writes_strips_and_gif(run, tmp_path):
     assert gif.is_animated and gif.n_frames >= 2
 
 
-def test_info(run):
+def test_info(dk, run):
     r = dk("info", run, "--json")
     info = json.loads(r.stdout)
     assert info["steps_trained"] == 3 and info["data"]["name"] == "digits" and info["params"] > 0
     assert "parameters" in dk("info", run).stdout
 
 
-def test_errors_name_what_is_wrong(run, tmp_path):
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """`cli(ARGS)`: what `dk(ARGS, check=False)` returns (exit status, stderr), from `diffusekit.cli.main` run in this
+    process -- the command's code path without an interpreter start-up per case. The allocator environment is set
+    while it runs, so `train` does not re-execute itself (it would replace this process)."""
+    from diffusekit import fast
+    from diffusekit.cli import main
+
+    def run(*args):
+        with monkeypatch.context() as m:
+            for k, v in fast.allocator_env().items():
+                m.setenv(k, v)
+            try:
+                code = main([str(a) for a in args])
+            except SystemExit as e:  # argparse's errors
+                code = e.code
+        out = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
+
+    return run
+
+
+def test_errors_name_what_is_wrong(dk, cli, run, tmp_path):
+    """One error of each command in a real process (the exit status reaches the shell), the others in process."""
     r = dk("sample", tmp_path / "nothing", "--out", tmp_path / "x.npz", check=False)
     assert r.returncode == 2 and "not a diffusekit run directory" in r.stderr
-    r = dk("sample", run, "--out", tmp_path / "x.npz", "--label", "12", check=False)
+    r = cli("sample", run, "--out", tmp_path / "x.npz", "--label", "12")
     assert r.returncode == 2 and "unknown label 12" in r.stderr and "0..9" in r.stderr
-    r = dk("sample", run, "--out", tmp_path / "x.npz", "--sampler", "dpm", check=False)
+    r = cli("sample", run, "--out", tmp_path / "x.npz", "--sampler", "dpm")
     assert r.returncode == 2 and "invalid choice: 'dpm'" in r.stderr
-    r = dk("sample", run, "--out", tmp_path / "x.npz", "--sampler", "ddim", "--sigma-min", "0.05", check=False)
+    r = cli("sample", run, "--out", tmp_path / "x.npz", "--sampler", "ddim", "--sigma-min", "0.05")
     assert r.returncode == 2 and "choose one of those spacings" in r.stderr and not (tmp_path / "x.npz").exists()
     r = dk("train", "--data", tmp_path / "missing", "--out", tmp_path / "r", "--steps", "1", check=False)
     assert r.returncode == 2 and "neither a built-in data set" in r.stderr
-    r = dk("train", "--data", "digits", "--out", run, "--steps", "1", check=False)
+    r = cli("train", "--data", "digits", "--out", run, "--steps", "1")
     assert r.returncode == 2 and "already holds files" in r.stderr
-    r = dk("train", "--out", run, "--resume", "--init", run, "--steps", "9", check=False)
+    r = cli("train", "--out", run, "--resume", "--init", run, "--steps", "9")
     assert r.returncode == 2 and "give one" in r.stderr
-    r = dk("train", "--data", "digits", "--init", run, "--out", tmp_path / "ft", "--steps", "1", check=False)
+    r = cli("train", "--data", "digits", "--init", run, "--out", tmp_path / "ft", "--steps", "1")
     assert r.returncode == 2 and "cond='label'" in r.stderr  # the label model cannot start an unconditional run
 
 
-def test_edm_recipe_from_the_command_line(tmp_path):
+def test_edm_recipe_from_the_command_line(dk, tmp_path):
     """EDM's training (Karras et al. 2022: VE ladder, EDM preconditioning and weighting, log-normal noise levels)
     is four flags; each reaches the saved config, and the run samples."""
     out = tmp_path / "edm"
@@ -92,7 +115,7 @@ def test_edm_recipe_from_the_command_line(tmp_path):
     assert r.returncode == 2 and "invalid choice: 'beta'" in r.stderr and not (tmp_path / "bad").exists()
 
 
-def test_help_teaches():
+def test_help_teaches(dk):
     r = dk("--help")
     assert "examples:" in r.stdout and "torchrun" in r.stdout
     r = dk("train", "--help")
@@ -100,7 +123,7 @@ def test_help_teaches():
 
 
 @pytest.mark.parametrize("shape", [(1, 32), (1, 4, 8, 8)], ids=["signals", "video"])
-def test_one_engine_for_signals_and_video(tmp_path, shape):
+def test_one_engine_for_signals_and_video(dk, tmp_path, shape):
     """The same train -> sample -> show commands on (N, C, L) signals and (N, C, T, H, W) clips."""
     rng = np.random.default_rng(0)
     np.save(tmp_path / "x.npy", np.tanh(rng.standard_normal((24, *shape))).astype(np.float32))

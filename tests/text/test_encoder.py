@@ -15,7 +15,7 @@ from safetensors import safe_open
 from diffusekit.text import Bert, BertConfig, TextEncoder, encode_captions, pool
 from diffusekit.text import cache as text_cache
 
-FIXTURE = Path(__file__).parent / "fixtures" / "minilm_embeddings.json"
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "minilm_embeddings.json"
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
-"""Text-to-image end to end: train --cond text -> run.json -> TrainedModel.sample(prompts=...) and the CLI, exact
-resume, the shapes training split, errors. Tiny models and few steps: this checks the wiring, not image quality
-(that is benchmarks/conditioning.py)."""
+"""Text-to-image end to end: train --cond text -> run.json -> TrainedModel.sample(prompts=...) and the CLI, errors.
+Tiny models and few steps: this checks the wiring, not image quality (that is benchmarks/conditioning.py). (Exact
+resume and the shapes training split, in process: tests/train/test_train_text.py.)"""
 
 import json
 import os
@@ -13,31 +13,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from diffusekit.conditioning import TextConditioned
 from diffusekit.model import TrainedModel, build_net
-from diffusekit.train import TrainConfig, train
 from diffusekit.rundir import latest_checkpoint
-from helpers import dk
 
-TINY = dict(data="digits", model="tiny", batch_size=16, log_every=1, checkpoint_every=100, warmup_steps=2,
-            num_grid=4, sample_steps=2, cond="text")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def own_cache(tmp_path_factory):
-    """A caption cache of this module's own (subprocesses inherit it): nothing outside tmp is written, and the
-    first run really encodes."""
-    old = os.environ.get("DIFFUSEKIT_CACHE")
-    os.environ["DIFFUSEKIT_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    yield
-    if old is None:
-        del os.environ["DIFFUSEKIT_CACHE"]
-    else:
-        os.environ["DIFFUSEKIT_CACHE"] = old
+# a caption cache of this module's own (tests/conftest.py): nothing outside tmp is written, the first run really encodes
+pytestmark = pytest.mark.usefixtures("own_cache")
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(dk, tmp_path_factory, own_cache):
     out = tmp_path_factory.mktemp("text") / "run"
     small_grid = out.parent / "grid.json"  # a 4-image grid at 2 steps: keeps the run quick
     small_grid.write_text(json.dumps({"num_grid": 4, "sample_steps": 2}))
@@ -47,14 +31,12 @@ def run(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def model(run):
+def model(run, perturbed):
     """The run's model with every weight perturbed: 3 training steps leave the zero-initialised output layers near
     zero, so prompts would barely change anything and the guidance checks below could not fail."""
     m = TrainedModel.load(run, precision="fp32")
     torch.manual_seed(0)
-    with torch.no_grad():
-        for p in m.net.parameters():
-            p.add_(0.1 * torch.randn_like(p))
+    perturbed(m.net, seed=None, std=0.1)
     return m
 
 
@@ -74,7 +56,7 @@ def test_train_records_what_sampling_needs(run):
     assert not any("bert" in k for k in load_file(str(latest_checkpoint(run / "checkpoints") / "ema.safetensors")))
 
 
-def test_sample_cli_with_prompts_and_negative_prompt(run, tmp_path):
+def test_sample_cli_with_prompts_and_negative_prompt(dk, run, tmp_path):
     args = ["sample", run, "--num", "4", "--steps", "3", "--seed", "1", "--batch", "3", "--prompt", "the digit 7",
             "--prompt", "a handwritten three", "--negative-prompt", "eight", "--guidance", "3.0"]
     dk(*args, "--out", tmp_path / "s.npz", "--grid", tmp_path / "s.png")
@@ -140,51 +122,8 @@ def test_show_on_a_text_run(model, tmp_path):
     assert paths["gif"].exists()
 
 
-def test_text_resume_is_exact(tmp_path, monkeypatch):
-    """N steps straight == N/2 + resume + N/2 with --cond text: captions come from the cache, and the empty-prompt
-    dropout draws from the saved noise generator (p_uncond 0.5, so both halves drop some captions)."""
-    from diffusekit.text import TextEncoder
-
-    cfg = dict(TINY, precision="fp32", p_uncond=0.5)
-    straight, halves = tmp_path / "straight", tmp_path / "halves"
-    train(TrainConfig(out=str(straight), steps=4, **cfg), progress=False)
-
-    def no_encoder(*a, **k):
-        raise AssertionError("the captions were encoded again: the cache should have served them")
-
-    monkeypatch.setattr(TextEncoder, "load", no_encoder)  # grid prompts use the encoder already in memory
-    train(TrainConfig(out=str(halves), steps=2, **cfg), progress=False)
-    train(TrainConfig(out=str(halves), steps=4, **cfg), resume=True, progress=False)
-    for name in ("model", "ema", "state"):
-        a = load_file(str(latest_checkpoint(straight / "checkpoints") / f"{name}.safetensors"))
-        b = load_file(str(latest_checkpoint(halves / "checkpoints") / f"{name}.safetensors"))
-        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
-    logs = [[json.loads(line)["loss"] for line in open(r / "metrics.jsonl")] for r in (straight, halves)]
-    assert logs[0] == logs[1]
-
-
-def test_shapes_trains_on_its_training_split_only(tmp_path, monkeypatch):
-    """`--data shapes --cond text` (a 96-image stand-in for the 10,000 built-in): the trainer's data has no held-out
-    colour-kind combination, the model trains on RGB, and samples for a held-out prompt come back."""
-    from diffusekit.data import shapes
-    from diffusekit.train import distributed, setup
-
-    monkeypatch.setattr(shapes, "DEFAULT_N", 96)
-    cfg = TrainConfig(out=str(tmp_path / "shapes"), data="shapes", cond="text", model="tiny", steps=2,
-                      batch_size=8, num_grid=4, sample_steps=2)
-    ds, captions, text = setup.captioned_data(cfg, distributed.Dist())
-    rules = shapes.check_heldout(shapes.HELDOUT)
-    assert len(ds) == 96 and not any(shapes.is_heldout(o, rules) for objs in ds.attributes for o in objs)
-    assert captions.captions == sorted(set(ds.captions)) and text["prompts"] == list(dict.fromkeys(ds.captions))[:4]
-    assert text["context_length"] == int(captions.mask.sum(1).max())
-    model = TrainedModel.load(train(cfg, progress=False))
-    held = shapes.make_shapes(2, seed=5, split="heldout")
-    x = model.sample(2, prompts=held.captions, guidance=2.0, steps=2)
-    assert x.shape == (2, 3, 32, 32) and isinstance(model.net, TextConditioned)
-
-
 @pytest.mark.slow
-def test_text_torchrun_two_processes_match_one(tmp_path):
+def test_text_torchrun_two_processes_match_one(dk, tmp_path):
     """DDP with --cond text: each process trains on its slice of the same global batch (and the same dropout
     draws), so 2 processes give the weights of 1."""
     common = ["--data", "digits", "--model", "tiny", "--batch-size", "16", "--steps", "3", "--precision", "fp32",

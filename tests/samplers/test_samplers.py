@@ -109,13 +109,6 @@ def test_unknown_sampler_lists_names():
         dk.sample(_den(), (1, 1, 4), sampler="dpm")
 
 
-def test_unknown_schedule_lists_names():
-    with pytest.raises(ValueError, match="unknown schedule 'quadratic'.*cosine"):
-        dk.get_schedule("quadratic")
-    with pytest.raises(ValueError, match="unknown spacing 'uniform'.*karras"):
-        dk.DiscreteSchedule().sigmas(10, "uniform")
-
-
 @pytest.mark.parametrize("steps", [0, -3, 2.5])
 def test_bad_steps(steps):
     with pytest.raises(ValueError, match="steps must be an integer >= 1"):

@@ -4,7 +4,7 @@ import importlib.util
 import json
 from pathlib import Path
 
-SPEC = importlib.util.spec_from_file_location("fd_table", Path(__file__).parents[1] / "benchmarks" / "fd_table.py")
+SPEC = importlib.util.spec_from_file_location("fd_table", Path(__file__).parents[2] / "benchmarks" / "fd_table.py")
 fd_table = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(fd_table)
 
