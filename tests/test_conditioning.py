@@ -59,17 +59,20 @@ from diffusekit.conditioning import TextCond, TextConditioned  # noqa: E402
 from diffusekit.nets import UNet, unet_config  # noqa: E402
 
 
-def text_model(p_uncond=0.1):
-    """A tiny UNet with cross-attention (context width 8), every weight perturbed: zero-initialised output layers
-    would otherwise hide the context's effect. Null: a 2-token "empty prompt"."""
-    torch.manual_seed(0)
-    unet = UNet(unet_config("tiny", in_channels=1, context_dim=8))
-    with torch.no_grad():
-        for p in unet.parameters():
-            p.add_(0.2 * torch.randn_like(p))
-    null = TextCond(torch.randn(1, 2, 8), torch.ones(1, 2, dtype=torch.bool))
-    net = TextConditioned(unet, null, p_uncond).eval()
-    return dk.Denoiser(net, dk.DiscreteSchedule()), net
+@pytest.fixture
+def text_model(perturbed):
+    """text_model(p_uncond=0.1) -> (denoiser, net): a tiny UNet with cross-attention (context width 8), every weight
+    perturbed: zero-initialised output layers would otherwise hide the context's effect. Null: a 2-token "empty
+    prompt"."""
+
+    def make(p_uncond=0.1):
+        torch.manual_seed(0)
+        unet = perturbed(UNet(unet_config("tiny", in_channels=1, context_dim=8)), seed=None, std=0.2)
+        null = TextCond(torch.randn(1, 2, 8), torch.ones(1, 2, dtype=torch.bool))
+        net = TextConditioned(unet, null, p_uncond).eval()
+        return dk.Denoiser(net, dk.DiscreteSchedule()), net
+
+    return make
 
 
 def prompts(lengths, L=None, seed=1):
@@ -80,7 +83,7 @@ def prompts(lengths, L=None, seed=1):
     return TextCond(torch.randn(len(lengths), L, 8, generator=g) * mask[..., None], mask)
 
 
-def test_text_padding_changes_nothing_and_trim_cat():
+def test_text_padding_changes_nothing_and_trim_cat(text_model):
     den, _ = text_model()
     x, c = torch.randn(3, 1, 8, 8), prompts([3, 5, 2])
     ref = den(x, 2.0, c)
@@ -90,7 +93,7 @@ def test_text_padding_changes_nothing_and_trim_cat():
     assert both.tokens.shape == (2, 5, 8) and both.mask.sum(1).tolist() == [2, 5]
 
 
-def test_text_guidance_scale_one_is_the_conditional_model_and_w_extrapolates():
+def test_text_guidance_scale_one_is_the_conditional_model_and_w_extrapolates(text_model):
     den, net = text_model()
     x, c = torch.randn(3, 1, 8, 8), prompts([3, 5, 2])
     cond, uncond = den(x, 3.0, c), den(x, 3.0, None)  # None: the empty prompt
@@ -105,7 +108,7 @@ def test_text_guidance_scale_one_is_the_conditional_model_and_w_extrapolates():
     assert torch.allclose(Guided(den, 3.0, lambda c: neg)(x, 3.0, c), negd + 3.0 * (cond - negd), atol=1e-4)
 
 
-def test_text_guided_passes_are_one_batch():
+def test_text_guided_passes_are_one_batch(text_model):
     _, net = text_model()
     calls = []
 
@@ -118,7 +121,7 @@ def test_text_guided_passes_are_one_batch():
     assert calls == [(6, 6)]
 
 
-def test_empty_prompt_dropout_rate_and_rows():
+def test_empty_prompt_dropout_rate_and_rows(text_model):
     _, net = text_model(p_uncond=0.25)
     c = prompts([6] * 20000)
     out = net.drop_prompts(c, torch.Generator().manual_seed(0))
@@ -131,7 +134,7 @@ def test_empty_prompt_dropout_rate_and_rows():
     assert torch.equal(again.tokens, out.tokens)
 
 
-def test_text_conditioned_errors():
+def test_text_conditioned_errors(text_model):
     _, net = text_model()
     x = torch.randn(2, 1, 8, 8)
     with pytest.raises(ValueError, match="TextCond"):

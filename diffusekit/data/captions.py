@@ -34,7 +34,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .dataset import CaptionedDataset, DataError, InMemoryDataset
 from .folder import list_images, load_folder

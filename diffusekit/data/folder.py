@@ -25,7 +25,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps
 
 from .files import folder_labels, list_files
@@ -73,12 +72,18 @@ def load_folder(
     arrays: list[np.ndarray] = []
     kept: list[Path] = []
     counts = {"alpha": 0, "to_gray": 0, "to_rgb": 0}
-    for path, _, _ in headers:
+    for path, _, gray in headers:
         try:
-            arrays.append(_read(path, image_size, channels, counts))
-            kept.append(path)
+            pixels, info = read_image(path, image_size, channels)
         except Exception as e:  # as above: a decoding failure of any kind skips the file
             failed[path] = _reason(path, e)
+            continue
+        arrays.append(pixels)
+        kept.append(path)
+        counts["alpha"] += info["alpha"]
+        # converted images are counted by the header's grey (`_is_gray`: by mode or palette), as the majority was
+        counts["to_gray"] += channels == 1 and not gray
+        counts["to_rgb"] += channels == 3 and gray
     skipped = [failed[p] for p in files if p in failed]  # in file order, whichever pass failed
 
     if not arrays:
@@ -127,30 +132,49 @@ def _is_gray(im: Image.Image) -> bool:
     return False
 
 
-def _read(path: Path, size: int, channels: int, counts: dict[str, int]) -> np.ndarray:
-    """Decode one file -> uint8 (size, size) for channels=1 or (size, size, 3) for channels=3."""
+def crop_to_aspect(w: int, h: int, W: int, H: int) -> tuple[float, float, float, float]:
+    """The centred box of a w x h image with the aspect ratio W / H: (left, top, right, bottom)."""
+    if w * H > h * W:  # too wide
+        cw = h * W / H
+        return (w - cw) / 2, 0.0, (w + cw) / 2, float(h)
+    ch = w * H / W
+    return 0.0, (h - ch) / 2, float(w), (h + ch) / 2
+
+
+def read_image(path: str | os.PathLike, size: int | tuple[int, int], channels: int) -> tuple[np.ndarray, dict]:
+    """Decode one image file -> uint8 (H, W) for channels=1 or (H, W, 3) for channels=3, the one image reader of the
+    package (image folders, `diffusekit reconstruct`'s input).
+
+    In order: EXIF orientation applied; transparency (RGBA, LA, palette transparency) composited on white; 16- or
+    32-bit grey scaled to 8 bits; converted to grayscale (BT.601 luma) or RGB; centre-cropped to the aspect ratio of
+    size = (H, W) (an int S: (S, S)) and resized to it (Lanczos), or kept pixel for pixel when already that size.
+    Returns (pixels, info), info = {"mode": the file's mode, "size": its (width, height), "alpha": whether
+    transparency was composited, "gray": whether it was grey before the conversion (mode 1 or L, or RGB with three
+    equal channels), "cropped": whether the crop cut anything off}. Pillow's errors for a file it cannot decode
+    (unknown format, truncated) pass through."""
+    H, W = (size, size) if isinstance(size, int) else size
     with Image.open(path) as im:
         im.load()  # raises here for a truncated file
-        gray = _is_gray(im)
         im = ImageOps.exif_transpose(im)
+        info = {"mode": im.mode, "size": im.size, "alpha": False, "cropped": False}
         if im.mode in ALPHA_MODES or "transparency" in im.info:
             white = Image.new("RGBA", im.size, (255, 255, 255, 255))
             im = Image.alpha_composite(white, im.convert("RGBA")).convert("RGB")
-            counts["alpha"] += 1
+            info["alpha"] = True
         elif im.mode.startswith("I") or im.mode == "F":
             a = np.asarray(im, dtype=np.float64)  # 16- or 32-bit grey
             a = a / 257 if a.max() > 255 else a  # 16-bit range 0..65535 -> 0..255
             im = Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L")
-        im = im.convert("L") if gray else im.convert("RGB")  # L: exact for grey palettes and composited LA
-        if channels == 1 and not gray:
-            counts["to_gray"] += 1
-        elif channels == 3 and gray:
-            counts["to_rgb"] += 1
+        info["gray"] = im.mode in ("1", "L") or (im.mode == "RGB" and _equal_channels(im))
         im = im.convert("L" if channels == 1 else "RGB")
-        w, h = im.size
-        m = min(w, h)
-        box = ((w - m) / 2, (h - m) / 2, (w + m) / 2, (h + m) / 2)  # centre square, then one resize
-        im = im.resize((size, size), Image.Resampling.LANCZOS, box=box)
-        return np.asarray(im, dtype=np.uint8)
+        if im.size != (W, H):
+            w, h = im.size
+            box = crop_to_aspect(w, h, W, H)
+            info["cropped"] = (box[2] - box[0], box[3] - box[1]) != (w, h)
+            im = im.resize((W, H), Image.Resampling.LANCZOS, box=box)
+        return np.asarray(im, dtype=np.uint8), info
 
 
+def _equal_channels(im: Image.Image) -> bool:
+    a = np.asarray(im)
+    return bool((a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all())

@@ -51,7 +51,6 @@ import os
 import random
 import sys
 import types
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np

@@ -7,8 +7,12 @@
     baselines   zero-filled IFFT, TV-regularised least squares (with lambda tuned on training images), bicubic,
                 harmonic fill
     metrics     PSNR and SSIM (Gaussian window, Wang et al. 2004)
+    tasks       the tasks of `diffusekit reconstruct`, one `Task` each in TASKS (inpaint | superres | mri): the
+                operator, the baselines, the settings recorded, the measurement's panel
+    images      load_image (PNG/JPEG/WebP/BMP/.npy at the model's size), load_mask
+    report      side_by_side, save_reconstruction (the pictures and metrics.json)
     task        one task end to end (what `diffusekit reconstruct` runs): an image file in, a simulated
-                inpaint | superres | mri measurement, the reconstruction, the baseline, metrics and pictures out
+                measurement, the reconstruction, the baselines, metrics and pictures out
 
     import diffusekit as dk
     from diffusekit import inverse
@@ -22,7 +26,8 @@ pseudo-inverse, sigma_y the measurement noise std, sigma_r the noise std that A^
 """
 
 from .baselines import bicubic, harmonic_fill, tune_tv_lambda, tv_reconstruct, zero_filled
-from .metrics import mse, psnr, ssim, summarize
+from .images import load_image, load_mask
+from .metrics import mse, psnr, ssim
 from .operators import (
     OPERATOR_NAMES,
     OPERATORS,
@@ -54,7 +59,9 @@ from .solvers import (
     sample_dps,
     sample_repaint,
 )
-from .task import TASKS, load_image, load_mask, reconstruct_image, save_reconstruction, side_by_side, task_operator
+from .report import save_reconstruction, side_by_side
+from .task import reconstruct_image
+from .tasks import TASKS, task_operator
 
 __all__ = [
     "METHODS", "METHOD_OPTIONS", "OPERATORS", "OPERATOR_NAMES",
@@ -64,6 +71,6 @@ __all__ = [
     "reconstruct", "reconstruct_with_sampler", "denoiser_calls", "consistent_denoiser", "ConsistentDenoiser", "jump_schedule",
     "sample_ddnm", "sample_repaint", "sample_dps",
     "zero_filled", "tv_reconstruct", "tune_tv_lambda", "bicubic", "harmonic_fill",
-    "mse", "psnr", "ssim", "summarize",
+    "mse", "psnr", "ssim",
     "TASKS", "load_image", "load_mask", "task_operator", "reconstruct_image", "save_reconstruction", "side_by_side",
 ]

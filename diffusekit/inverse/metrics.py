@@ -9,8 +9,6 @@ al. 2004 (sec. III-B: an 11 x 11 circular-symmetric Gaussian of std 1.5, K1 = 0.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
@@ -72,15 +70,4 @@ def ssim(x: torch.Tensor, ref: torch.Tensor, data_range: float = 2.0, sigma: flo
     return s.reshape(B, C, -1).mean(dim=(1, 2))
 
 
-def summarize(x: torch.Tensor, ref: torch.Tensor, data_range: float = 2.0) -> dict:
-    """Mean and standard error of PSNR and SSIM over a batch, as Python floats (for tables)."""
-    out = {}
-    for name, fn in (("psnr", psnr), ("ssim", ssim)):
-        v = fn(x, ref, data_range)
-        v = v[torch.isfinite(v)]
-        out[name] = float(v.mean())
-        out[name + "_se"] = float(v.std() / math.sqrt(len(v))) if len(v) > 1 else 0.0
-    return out
-
-
-__all__ = ["mse", "psnr", "ssim", "summarize"]
+__all__ = ["mse", "psnr", "ssim"]

@@ -24,7 +24,7 @@ from typing import Callable
 
 import torch
 
-from .base import check_sigmas
+from .base import check_options, check_sigmas, starting_noise
 from .ddpm import sample_ddim, sample_ddpm
 from .dpm import sample_dpmpp_2m, sample_dpmpp_2m_sde, sample_dpmpp_3m
 from .karras import sample_euler, sample_euler_ancestral, sample_heun
@@ -74,12 +74,7 @@ class SamplerConfig:
 
     def __post_init__(self):
         get_sampler(self.sampler)
-        allowed = sampler_options(self.sampler)
-        unknown = set(self.options) - set(allowed)
-        if unknown:
-            raise ValueError(
-                f"sampler {self.sampler!r} has no option(s) {sorted(unknown)}; allowed: {sorted(allowed) or 'none'}"
-            )
+        check_options(f"sampler {self.sampler!r}", self.options, sorted(sampler_options(self.sampler)))
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
             raise ValueError(f"steps must be an integer >= 1, got {self.steps!r}")
 
@@ -137,7 +132,7 @@ def sample(
         shape = tuple(shape)
         if len(shape) < 3:
             raise ValueError(f"shape must be (B, C, *spatial) with at least one spatial dimension, got {shape}")
-        x = torch.randn(shape, generator=generator, dtype=dtype, device=device) * denoiser.prior_std(float(sigmas[0]))
+        x = starting_noise(denoiser, shape, float(sigmas[0]), generator, dtype, device)
     elif shape is not None and tuple(shape) != tuple(x.shape):
         raise ValueError(f"shape {tuple(shape)} does not match the starting noise's shape {tuple(x.shape)}")
     return get_sampler(sampler)(denoiser, x, sigmas, cond=cond, generator=generator, callback=callback, **options)

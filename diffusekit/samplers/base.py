@@ -1,4 +1,5 @@
-"""What every sampler shares: the signature, the noise draws, the per-step callback.
+"""What every sampler shares: the signature, the noise draws (the starting noise too), the per-step callback, the
+check of a sampler's options.
 
 A sampler is `sample_<name>(denoiser, x, sigmas, *, cond=None, generator=None, callback=None, **options) -> x0`:
     denoiser   D(x, sigma, cond) -> x0_hat in the sigma view (`diffusekit.denoiser.Denoiser` or any callable)
@@ -31,6 +32,31 @@ def check_sigmas(sigmas: torch.Tensor) -> list[float]:
     return s
 
 
-def notify(callback, i: int, x: torch.Tensor, sigma: float, sigma_next: float, x0_hat: torch.Tensor) -> None:
+def notify(callback, i: int, x: torch.Tensor, sigma: float, sigma_next: float, x0_hat: torch.Tensor,
+           step: int | None = None) -> None:
+    """Call the per-step callback, if any, with i, x, sigma, sigma_next, x0_hat; and `step` (the count of denoising
+    steps so far) when given, for loops that walk the ladder more than once (`diffusekit.inverse`'s solvers)."""
     if callback is not None:
-        callback({"i": i, "x": x, "sigma": sigma, "sigma_next": sigma_next, "x0_hat": x0_hat})
+        info = {"i": i} if step is None else {"i": i, "step": step}
+        callback({**info, "x": x, "sigma": sigma, "sigma_next": sigma_next, "x0_hat": x0_hat})
+
+
+def prior_std(denoiser, sigma_max: float) -> float:
+    """The std of the noise a sampler starts from at sigma_max: the denoiser's `prior_std` (see
+    `diffusekit.denoiser.Denoiser.prior_std`), or sigma_max for a bare callable without one."""
+    prior = getattr(denoiser, "prior_std", None)
+    return prior(sigma_max) if callable(prior) else sigma_max
+
+
+def starting_noise(denoiser, shape, sigma_max: float, generator: torch.Generator | None = None,
+                   dtype: torch.dtype = torch.float32, device=None) -> torch.Tensor:
+    """The sample a reverse process starts from at sigma_max: N(0, prior_std^2) of the given shape, one draw."""
+    return torch.randn(tuple(shape), generator=generator, dtype=dtype, device=device) * prior_std(denoiser, sigma_max)
+
+
+def check_options(what: str, options, allowed) -> None:
+    """ValueError naming the unknown keys of `options` and the allowed ones (listed in the order given; pass them
+    sorted for a sorted list). what: e.g. "sampler 'euler'", "method 'ddnm'", "operator 'sr'"."""
+    unknown = set(options) - set(allowed)
+    if unknown:
+        raise ValueError(f"{what} has no option(s) {sorted(unknown)}; allowed: {list(allowed) or 'none'}")

@@ -1,0 +1,108 @@
+"""`diffusekit sample`, `show` and `info`: use a trained run (`diffusekit.model`, `viz.show`, `rundir`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def add_sample(sub):
+    from ..samplers import SAMPLERS
+    from ..schedules import SPACINGS
+
+    p = sub.add_parser("sample", help="draw samples from a trained run",
+                       description="Draw samples with the EMA weights of the run's newest checkpoint. The .npz "
+                                   "holds `images` as uint8 (N, H, W, C), `labels` where there are labels, and "
+                                   "`prompts` (one string per image) for text runs. Text runs: --prompt (repeat it "
+                                   "for several; the prompts are taken in turn over --num samples; default: the "
+                                   "prompts of the run's training grids), --negative-prompt to steer away from "
+                                   "(replaces the empty prompt in guidance's unconditional pass, as in Stable "
+                                   "Diffusion) and --guidance (e.g. 3.0). A --grid gets its prompts in a .txt beside "
+                                   "it.")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--num", type=int, default=64, help="number of samples (default: 64)")
+    p.add_argument("--sampler", default="dpmpp-2m", choices=list(SAMPLERS), help="(default: dpmpp-2m)")
+    p.add_argument("--steps", type=int, default=20, help="sampler steps (default: 20); restart adds 2 restarts of 5 "
+                                                        "Heun steps to them (10 steps: 39 network calls)")
+    p.add_argument("--spacing", choices=SPACINGS,
+                   help="noise-level spacing (default: leading for ddpm/ddim on a discrete schedule, karras otherwise; "
+                        "logsnr: uniform in logSNR)")
+    p.add_argument("--sigma-min", type=float, help="karras / logsnr spacing: the lowest noise level before the last "
+                                                   "step to 0 (default: the schedule's; at 10 steps 0.05 helped on "
+                                                   "digits; on mnist5k heun gained 3-5% and the logsnr spacing hurt "
+                                                   "DPM-Solver++: BENCHMARKS.md section 5)")
+    p.add_argument("--sigma-max", type=float, help="karras / logsnr spacing: the starting noise level (default: "
+                                                   "the schedule's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True, help="output .npz")
+    p.add_argument("--grid", type=Path, help="also write a PNG grid of the samples")
+    p.add_argument("--batch", type=int, default=64, help="samples per network batch (default: 64)")
+    p.add_argument("--label", type=int, action="append", help="class label(s) for class-conditional runs")
+    p.add_argument("--prompt", action="append", help="text runs: a prompt; repeat for several, taken in turn")
+    p.add_argument("--negative-prompt", action="append",
+                   help="text runs: what guidance steers away from; one for all, or one per --prompt")
+    p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (default: 1; 1 is "
+                                                               "the plain conditional model, >1 follows the label "
+                                                               "or prompt more closely)")
+    p.add_argument("--eta", type=float, help="noise scale for ddim / euler-ancestral / dpmpp-2m-sde")
+    p.add_argument("--weights", choices=["ema", "model"], default="ema")
+    p.add_argument("--wav", type=Path, help="signals only: also write each sample as DIR/sample-NNNN.wav (16-bit, "
+                                            "at the data's sample rate, else 16 kHz)")
+
+
+def cmd_sample(a) -> int:
+    from tqdm.auto import tqdm
+
+    from ..model import TrainedModel, write_samples
+
+    if a.out.suffix != ".npz":
+        raise ValueError(f"--out must be a .npz file, got {a.out}")
+    model = TrainedModel.load(a.run_dir, weights=a.weights)
+    options = {"eta": a.eta} if a.eta is not None else {}
+    options.update({k: v for k, v in (("sigma_min", a.sigma_min), ("sigma_max", a.sigma_max)) if v is not None})
+    with tqdm(total=a.num, unit="img", desc=f"{a.sampler} x{a.steps}") as bar:
+        images = model.sample(a.num, sampler=a.sampler, steps=a.steps, seed=a.seed, batch=a.batch,
+                              labels=a.label, guidance=a.guidance, progress=bar.update, prompts=a.prompt,
+                              negative_prompt=a.negative_prompt,
+                              **({"spacing": a.spacing} if a.spacing else {}), **options)
+    for path in write_samples(model, images, a.out, grid=a.grid, wav=a.wav, labels=a.label, prompts=a.prompt,
+                              negative_prompt=a.negative_prompt, guidance=a.guidance):
+        print(path)
+    return 0
+
+
+def add_show(sub):
+    p = sub.add_parser("show", help="draw the forward and reverse process of a trained run",
+                       description="Write forward.png (a real image at rising noise levels), reverse.png (noise to "
+                                   "sample, with the predicted clean image at each step) and reverse.gif.")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--out", type=Path, help="output folder (default: RUN_DIR/show)")
+    p.add_argument("--sampler", default="dpmpp-2m")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num", type=int, default=8, help="samples in the GIF (default: 8)")
+
+
+def cmd_show(a) -> int:
+    from ..model import TrainedModel
+    from ..viz.show import show
+
+    model = TrainedModel.load(a.run_dir)
+    paths = show(model, a.out or a.run_dir / "show", sampler=a.sampler, steps=a.steps, seed=a.seed, num=a.num)
+    for p in paths.values():
+        print(p)
+    return 0
+
+
+def add_info(sub):
+    p = sub.add_parser("info", help="what a run is: config, size, steps trained, data, last loss")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def cmd_info(a) -> int:
+    from ..rundir import format_summary, run_summary
+
+    summary = run_summary(a.run_dir)
+    print(json.dumps(summary, indent=2) if a.json else format_summary(summary))
+    return 0
