@@ -61,11 +61,12 @@ def run_summary(run_dir: str | Path) -> dict:
         losses = [r for r in rows if "loss" in r]
         last = losses[-1] if losses else None
     return {
-        "run_dir": str(run_dir), "params": info["params"], "model": info["train"]["model"],
+        "run_dir": str(run_dir), "params": info["params"], "model": info["train"].get("model", "autoencoder"),
         "data": info["data"], "steps_trained": state.get("step", 0), "images_seen": state.get("images_seen", 0),
         "minutes_trained": round(state.get("elapsed_s", 0) / 60, 2), "last_loss": last and last["loss"],
-        "checkpoints": [p.name for p in ckpts], "train": info["train"], "unet": info["unet"],
-        "schedule": info["schedule"], "prediction": info["prediction"]}
+        "checkpoints": [p.name for p in ckpts], "train": info["train"], "unet": info.get("unet"),
+        "schedule": info.get("schedule"), "prediction": info.get("prediction"), "latent": info.get("latent"),
+        "autoencoder": info.get("autoencoder"), "latent_scale": state.get("latent_scale")}
 
 
 def format_summary(summary: dict) -> str:
@@ -73,16 +74,27 @@ def format_summary(summary: dict) -> str:
     d = summary["data"]
     return "\n".join([
         f"run          {summary['run_dir']}",
-        f"model        {summary['model']} UNet, {summary['params']:,} parameters, predicts {summary['prediction']}, "
-        f"schedule {summary['schedule']['name']}",
+        _network_line(summary),
         f"data         {d['name']}: {d['n']} x {tuple(d['shape'])}"
         + (f", {d['num_classes']} classes" if d.get("num_classes") else ""),
         f"trained      {summary['steps_trained']} steps, {summary['images_seen']:,} images, "
         f"{summary['minutes_trained']} min",
         f"last loss    {summary['last_loss']}",
         f"checkpoints  {', '.join(summary['checkpoints']) or '(none)'}",
+        *([f"latent       autoencoder {lat['run']} (step {lat['step']}, scale {lat['scale']:.4g}, latent "
+           f"{tuple(d['shape'])})"] if (lat := summary.get("latent")) else []),
         "settings     " + ", ".join(f"{k}={v}" for k, v in summary["train"].items()),
     ])
+
+
+def _network_line(summary: dict) -> str:
+    if summary.get("autoencoder"):  # an autoencoder run (`train-autoencoder`)
+        a = summary["autoencoder"]
+        f = 2 ** (len(a["channel_mult"]) - 1)
+        return (f"model        autoencoder f={f}, {summary['params']:,} parameters, latent "
+                f"{(a['latent_channels'], *[-(-s // f) for s in a['spatial']])}, scale {summary['latent_scale']}")
+    return (f"model        {summary['model']} UNet, {summary['params']:,} parameters, predicts "
+            f"{summary['prediction']}, schedule {summary['schedule']['name']}")
 
 
 __all__ = ["RUN_FILE", "FILES", "read_run_info", "list_checkpoints", "latest_checkpoint", "run_summary",

@@ -1,6 +1,7 @@
 """The command line, end to end, as a user runs it: train -> sample -> show -> info, and its errors."""
 
 import json
+import shutil
 from types import SimpleNamespace
 
 import numpy as np
@@ -141,3 +142,20 @@ def test_one_engine_for_signals_and_video(dk, tmp_path, shape):
     assert images.dtype == np.uint8 and images.shape == (3, *shape[1:], 1)
     paths = dk("show", run, "--steps", "3", "--num", "2").stdout.split()
     assert paths and all(Image.open(p).size[0] > 0 for p in paths)
+
+
+def test_latent_diffusion_from_the_command_line(tmp_path, dk):
+    """train-autoencoder, then train --latent, sample (decoded to the data's shape) and info; a latent run whose
+    autoencoder is gone says so in one line."""
+    ae, ldm = tmp_path / "ae", tmp_path / "ldm"
+    dk("train-autoencoder", "--data", "digits", "--factor", "4", "--latent-channels", "2", "--channels", "8",
+       "--steps", "2", "--batch-size", "16", "--out", ae, "--no-progress")
+    dk("train", "--data", "digits", "--latent", ae, "--model", "tiny", "--steps", "2", "--batch-size", "16",
+       "--out", ldm, "--no-progress")
+    dk("sample", ldm, "--num", "3", "--steps", "2", "--out", tmp_path / "s.npz", "--grid", tmp_path / "s.png")
+    assert np.load(tmp_path / "s.npz")["images"].shape == (3, 8, 8, 1)
+    assert "latent" in dk("info", ldm).stdout
+    shutil.rmtree(ae)
+    r = dk("sample", ldm, "--num", "1", "--out", tmp_path / "t.npz", check=False)
+    assert r.returncode == 2 and "missing" in r.stderr and str(ae) in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
