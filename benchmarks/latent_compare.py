@@ -1,0 +1,132 @@
+"""Latent against pixel diffusion (BENCHMARKS.md section 10): the autoencoder's reconstructions, quality over
+training time, and sampling speed, each written as JSON with the machine and the commit.
+
+    python benchmarks/latent_compare.py autoencoder AE_RUN [--n 1000] [--out FILE.json]
+        PSNR of the EMA autoencoder's reconstructions (posterior mean) of the whole data set, and the Frechet distance
+        of n reconstructions against n real images with the real-vs-real floor at the same n (classifier features
+        for digits / mnist5k, Inception-v3 otherwise); the autoencoder's training minutes and size.
+    python benchmarks/latent_compare.py curve RUN [RUN ...] [--out FILE.json]
+        Each run's quality checks from its metrics.jsonl (FD, floor, n at training seconds), its training images/s
+        and minutes; with two runs, PIXEL then LATENT: the first time the latent run's FD is at or below the pixel
+        run's final FD, and the ratio of that time to the pixel run's.
+    python benchmarks/latent_compare.py sampling RUN [RUN ...] [--num 500] [--repeats 3] [--out FILE.json]
+        Images per second of `TrainedModel.sample` (DPM-Solver++(2M), 20 steps, batch 100; latent runs include
+        decoding), median of repeats, all runs in one process, one after the other.
+"""
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import flops  # benchmarks/flops.py: machine_info
+from diffusekit.data import load_data
+from diffusekit.eval import CLASSIFIERS, evaluate
+from diffusekit.latent import LatentCodec
+from diffusekit.model import TrainedModel
+from diffusekit.rundir import latest_checkpoint, read_run_info
+
+
+def commit() -> str:
+    r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                       cwd=Path(__file__).parent)
+    return r.stdout.strip() or "?"
+
+
+def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Mean over images of 10 log10(range^2 / MSE), range 2 (data in [-1, 1])."""
+    mse = (x - y).pow(2).flatten(1).mean(1).clamp_min(1e-12)
+    return float((10 * torch.log10(4.0 / mse)).mean())
+
+
+def autoencoder(args) -> dict:
+    info = read_run_info(args.run)
+    codec = LatentCodec.load(args.run)
+    ds = load_data(info["train"]["data"], image_size=info["train"].get("image_size"))
+    t0 = time.perf_counter()
+    rec = codec.decode(codec.encode(ds.x))
+    seconds = time.perf_counter() - t0
+    data = info["train"]["data"]
+    res = evaluate(rec, data, metrics=("fd",) if data in CLASSIFIERS else (), inception=data not in CLASSIFIERS,
+                   n=min(args.n, len(ds) // 2), progress=False)
+    state = json.loads((latest_checkpoint(Path(args.run) / "checkpoints") / "state.json").read_text())
+    fd = res.get("fd") or res.get("fd_inception")
+    return {"run": str(args.run), "data": data, "n_data": len(ds), "psnr_db": psnr(rec, ds.x), "fd": fd,
+            "features": "classifier" if "fd" in res else "inception", "latent_shape": list(codec.latent_shape),
+            "factor": codec.config.factor, "scale": codec.scale, "params": info["params"], "step": state["step"],
+            "train_minutes": state["elapsed_s"] / 60, "encode_decode_seconds": seconds}
+
+
+def curve_of(run: Path) -> dict:
+    rows = [json.loads(r) for r in (run / "metrics.jsonl").read_text().splitlines() if r.strip()]
+    evals = [{"elapsed_s": r["elapsed_s"], **r["eval"]} for r in rows if "eval" in r]
+    steps = [r for r in rows if "images_per_s" in r]
+    info = read_run_info(run)
+    return {"run": str(run), "latent": "latent" in info, "data_shape": info["data"]["shape"], "params": info["params"],
+            "evals": evals, "final_fd": evals[-1]["fd"] if evals else None,
+            "train_minutes": steps[-1]["elapsed_s"] / 60 if steps else None, "steps": steps[-1]["step"] if steps else 0,
+            "images_per_s": statistics.median(r["images_per_s"] for r in steps[1:]) if len(steps) > 1 else None}
+
+
+def curve(args) -> dict:
+    runs = [curve_of(Path(r)) for r in args.runs]
+    out = {"runs": runs}
+    if len(runs) == 2 and runs[0]["final_fd"] is not None:
+        target, pixel_s = runs[0]["final_fd"], runs[0]["evals"][-1]["elapsed_s"]
+        hit = next((e["elapsed_s"] for e in runs[1]["evals"] if e["fd"] <= target), None)
+        out["time_to_pixel_final_fd"] = {"target_fd": target, "pixel_s": pixel_s, "latent_s": hit,
+                                         "ratio": hit / pixel_s if hit is not None else None}
+    return out
+
+
+def sampling(args) -> dict:
+    rows = []
+    for run in args.runs:
+        model = TrainedModel.load(run)
+        model.sample(min(args.num, 100), steps=20, batch=100)  # warm-up: first-call allocations and kernels
+        times = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            model.sample(args.num, sampler="dpmpp-2m", steps=20, batch=100)
+            times.append(time.perf_counter() - t0)
+        s = statistics.median(times)
+        rows.append({"run": str(run), "latent": model.codec is not None, "num": args.num, "seconds": times,
+                     "images_per_s": args.num / s})
+    out = {"rows": rows}
+    if len(rows) == 2:
+        out["latent_over_pixel"] = rows[1]["images_per_s"] / rows[0]["images_per_s"]
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="what", required=True)
+    a = sub.add_parser("autoencoder")
+    a.add_argument("run")
+    a.add_argument("--n", type=int, default=1000)
+    c = sub.add_parser("curve")
+    c.add_argument("runs", nargs="+")
+    s = sub.add_parser("sampling")
+    s.add_argument("runs", nargs="+")
+    s.add_argument("--num", type=int, default=500)
+    s.add_argument("--repeats", type=int, default=3)
+    for q in (a, c, s):
+        q.add_argument("--out", type=Path)
+    args = p.parse_args(argv)
+    res = {"autoencoder": autoencoder, "curve": curve, "sampling": sampling}[args.what](args)
+    res = {"command": " ".join(sys.argv), "commit": commit(), "machine": flops.machine_info(), **res}
+    text = json.dumps(res, indent=2)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
