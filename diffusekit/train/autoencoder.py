@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from .. import fast
 from ..data import load_data
@@ -36,7 +35,8 @@ from .checkpoint import load_checkpoint, save_checkpoint, write_json_atomic
 from .distributed import Dist
 from .ema import EMA
 from .setup import BatchStream, prepare_out
-from .step import TrainingDiverged
+from .hooks import progress_bar
+from .step import TrainingDiverged, lr_at
 
 LOSSES = ("l1", "l2")
 
@@ -56,6 +56,7 @@ class AutoencoderTrainConfig:
     batch_size: int = 64
     lr: float = 5e-4  # AdamW; a small conv autoencoder tolerates more than LDM's 4.5e-6 x batch
     warmup_steps: int = 50
+    lr_decay: float = 0.0  # fraction of the budget, at its end, over which the LR falls linearly to 0
     loss: str = "l1"  # l1 | l2: L1 keeps edges sharper (LDM's choice)
     kl_weight: float = 1e-6  # LDM's: the KL only keeps the latent's scale from drifting
     grad_clip: float = 1.0
@@ -80,8 +81,8 @@ class AutoencoderTrainConfig:
             raise ValueError(f"steps must be an integer >= 1, got {self.steps!r}")
         if self.minutes is not None and not self.minutes > 0:
             raise ValueError(f"minutes must be > 0, got {self.minutes!r}")
-        if self.lr <= 0 or self.kl_weight < 0 or not 0 <= self.ema_decay < 1:
-            raise ValueError("lr must be > 0, kl_weight >= 0 and ema_decay in [0, 1)")
+        if self.lr <= 0 or self.kl_weight < 0 or not 0 <= self.ema_decay < 1 or not 0 <= self.lr_decay <= 1:
+            raise ValueError("lr must be > 0, kl_weight >= 0, ema_decay in [0, 1) and lr_decay in [0, 1]")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -121,7 +122,7 @@ def train_autoencoder(config: AutoencoderTrainConfig, resume: bool = False, prog
     if config.steps is None and config.minutes is None:
         raise ValueError("give a budget: steps or minutes")
     run = _set_up(config, resume)
-    bar = _progress(run, progress)
+    bar = progress_bar(config, run.step, run.elapsed, progress, desc="autoencoder")
     with open(run.out / "metrics.jsonl", "a") as log:
         try:
             while not run.done():
@@ -189,7 +190,7 @@ def _step(run: _Run) -> tuple[float, float, float]:
     c = run.config
     t0 = time.perf_counter()
     for group in run.opt.param_groups:
-        group["lr"] = c.lr * min(1.0, (run.step + 1) / max(1, c.warmup_steps))
+        group["lr"] = lr_at(c, run.step, run.elapsed)
     x = run.x[run.batches.next().to(run.x.device)]
     pixels = x[0].numel()
     with run.amp:
@@ -224,23 +225,14 @@ def _checkpoint(run: _Run) -> Path:
 
 @torch.no_grad()
 def _write_reconstructions(run: _Run, n: int = 16) -> Path:
-    """samples/reconstructions.png: n data images (top rows) above their EMA reconstructions (bottom rows)."""
-    x = run.x[:n]
+    """samples/reconstructions.png: n data images spread over the set (data sets often come sorted by class), in
+    the top rows, above their EMA reconstructions."""
+    x = run.x[torch.linspace(0, len(run.x) - 1, n).long()]
     mean, _ = run.ema.shadow.posterior(x)
     x_hat = run.ema.shadow.decode(mean).float().clamp(-1, 1)
     if x.dim() != 4:  # signals and video: no picture grid
         return run.out / "checkpoints"
     return save_grid(torch.cat([x, x_hat]).cpu(), run.out / "samples" / "reconstructions.png", nrow=8)
-
-
-def _progress(run: _Run, enabled: bool):
-    if not enabled:
-        return None
-    c = run.config
-    if c.steps is not None:
-        return tqdm(total=c.steps, initial=run.step, unit="step", desc="autoencoder", dynamic_ncols=True)
-    return tqdm(total=round(c.minutes * 60), initial=round(run.elapsed), unit="s", desc="autoencoder (time budget)",
-                dynamic_ncols=True)
 
 
 __all__ = ["AutoencoderTrainConfig", "train_autoencoder", "LOSSES"]

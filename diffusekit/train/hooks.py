@@ -140,14 +140,15 @@ def check_replicas(net, dist) -> None:
         raise RuntimeError(f"DDP replicas differ: weight fingerprints {[e.tolist() for e in everyone]}")
 
 
-def progress_bar(config: TrainConfig, step: int, elapsed: float, enabled: bool):
-    """A bar over steps, or over training seconds for a time budget; None where disabled (and off rank 0)."""
+def progress_bar(config: TrainConfig, step: int, elapsed: float, enabled: bool, desc: str = "train"):
+    """A bar over steps, or over training seconds for a time budget; None where disabled (and off rank 0).
+    `config` is any training config with `steps` and `minutes` (the autoencoder's too)."""
     if not enabled:
         return None
     if config.steps is not None:
-        return tqdm(total=config.steps, initial=step, unit="step", desc="train", dynamic_ncols=True,
+        return tqdm(total=config.steps, initial=step, unit="step", desc=desc, dynamic_ncols=True,
                     mininterval=0.5 if sys.stderr.isatty() else 10)
-    return tqdm(total=round(config.minutes * 60), initial=round(elapsed), unit="s", desc="train (time budget)",
+    return tqdm(total=round(config.minutes * 60), initial=round(elapsed), unit="s", desc=f"{desc} (time budget)",
                 dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 10,
                 bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt}s [ETA {remaining}{postfix}]")
 
