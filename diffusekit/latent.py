@@ -70,9 +70,7 @@ class LatentCodec:
     @torch.no_grad()
     def encode(self, x: torch.Tensor, batch: int = 256) -> torch.Tensor:
         """scale * posterior mean of x (B, C, *spatial) -> (B, *latent_shape), in batches."""
-        dev = next(self.autoencoder.parameters()).device
-        out = [self.autoencoder.posterior(x[i:i + batch].to(dev))[0].cpu() for i in range(0, len(x), batch)]
-        return torch.cat(out) * self.scale
+        return posterior_means(self.autoencoder, x, batch) * self.scale
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor, batch: int = 256) -> torch.Tensor:
@@ -114,13 +112,16 @@ class LatentCodec:
 
 
 @torch.no_grad()
+def posterior_means(autoencoder: Autoencoder, x: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """The means of q(z | x) for x (B, C, *spatial), in batches on the autoencoder's device, as fp32 on the CPU."""
+    dev = next(autoencoder.parameters()).device
+    return torch.cat([autoencoder.posterior(x[i:i + batch].to(dev))[0].float().cpu() for i in range(0, len(x), batch)])
+
+
+@torch.no_grad()
 def latent_scale(autoencoder: Autoencoder, x: torch.Tensor, batch: int = 256) -> float:
     """1 / std of the posterior means of (up to SCALE_IMAGES of) x: scales the latent to unit variance."""
-    autoencoder = autoencoder.eval()
-    dev = next(autoencoder.parameters()).device
-    x = x[:SCALE_IMAGES]
-    z = torch.cat([autoencoder.posterior(x[i:i + batch].to(dev))[0].float().cpu() for i in range(0, len(x), batch)])
-    std = float(z.std())
+    std = float(posterior_means(autoencoder.eval(), x[:SCALE_IMAGES], batch).std())
     if not std > 0 or std != std:
         raise FloatingPointError(f"the autoencoder's latents have std {std}: it did not train (try a lower --lr)")
     return 1.0 / std

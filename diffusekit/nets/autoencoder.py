@@ -106,7 +106,7 @@ class Block(nn.Module):
 def _middle(cfg: AutoencoderConfig, c: int) -> nn.ModuleList:
     layers = [Block(cfg.dims, c, c, cfg.norm_groups)]
     if cfg.mid_attn:
-        layers.append(Attention(c, head_dim=max(c, 1), groups=cfg.norm_groups))
+        layers.append(Attention(c, head_dim=c, groups=cfg.norm_groups))  # one head
     return nn.ModuleList(layers + [Block(cfg.dims, c, c, cfg.norm_groups)])
 
 

@@ -34,9 +34,9 @@ from ..viz.grids import save_grid
 from .checkpoint import load_checkpoint, save_checkpoint, write_json_atomic
 from .distributed import Dist
 from .ema import EMA
-from .setup import BatchStream, prepare_out
+from .setup import BatchStream, autocast_for, prepare_out
 from .hooks import progress_bar
-from .step import TrainingDiverged, lr_at
+from .step import diverged, lr_at
 
 LOSSES = ("l1", "l2")
 
@@ -163,8 +163,7 @@ def _set_up(config: AutoencoderTrainConfig, resume: bool) -> _Run:
             autoencoder_config(config.factor, ds.x.shape[1], spatial, config.latent_channels, channels=config.channels))
     torch.manual_seed(config.seed)
     ae = fast.prepare_model(Autoencoder(acfg), device, len(spatial))
-    amp = torch.autocast(device.type, dtype=torch.bfloat16) if config.precision == "bf16" else (
-        fast.autocast(device, len(spatial)) if config.precision == "auto" else torch.autocast(device.type, enabled=False))
+    amp, ae = autocast_for(config, ae, device, len(spatial))  # the diffusion runs' precision rules
     ema = EMA(ae, config.ema_decay)
     opt = fast.adamw(ae.parameters(), lr=config.lr)
     run = _Run(config, out, ds.x.to(device), ae, ema, opt, amp, BatchStream(len(ds), config.batch_size, config.seed),
@@ -200,9 +199,7 @@ def _step(run: _Run) -> tuple[float, float, float]:
     kl = kl_divergence(mean.float(), logvar.float()).mean() / pixels
     loss = rec + c.kl_weight * kl
     if not torch.isfinite(loss):
-        last = latest_checkpoint(run.out / "checkpoints")
-        raise TrainingDiverged(f"the loss became {loss.item()} at step {run.step + 1}; stopped without saving. The "
-                               f"last good checkpoint is {last or '(none yet)'}. Try a lower --lr, then --resume.")
+        diverged(run, f"the loss became {loss.item()} at step {run.step + 1}")  # names the checkpoint to resume
     run.opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(run.ae.parameters(), c.grad_clip or math.inf)
