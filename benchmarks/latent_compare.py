@@ -9,6 +9,10 @@ training time, and sampling speed, each written as JSON with the machine and the
         Each run's quality checks from its metrics.jsonl (FD, floor, n at training seconds), its training images/s
         and minutes; with two runs, PIXEL then LATENT: the first time the latent run's FD is at or below the pixel
         run's final FD, and the ratio of that time to the pixel run's.
+    python benchmarks/latent_compare.py judge RUN [RUN ...] [--n 500] [--out FILE.json]
+        For data with no feature classifier (phantoms): every kept checkpoint of each run judged afterwards by the
+        Inception FD of n EMA samples (DPM-Solver++(2M), 20 steps, seed 1, as the in-training checks) against n real,
+        with the floor at the same n; with two runs, PIXEL then LATENT, the time-to-FD comparison of `curve`.
     python benchmarks/latent_compare.py sampling RUN [RUN ...] [--num 500] [--repeats 3] [--out FILE.json]
         Images per second of `TrainedModel.sample` (DPM-Solver++(2M), 20 steps, batch 100; latent runs include
         decoding), median of repeats, all runs in one process, one after the other.
@@ -29,7 +33,7 @@ from diffusekit.data import load_data
 from diffusekit.eval import CLASSIFIERS, evaluate
 from diffusekit.latent import LatentCodec
 from diffusekit.model import TrainedModel
-from diffusekit.rundir import latest_checkpoint, read_run_info
+from diffusekit.rundir import latest_checkpoint, list_checkpoints, read_run_info
 
 
 def commit() -> str:
@@ -74,7 +78,12 @@ def curve_of(run: Path) -> dict:
 
 
 def curve(args) -> dict:
-    runs = [curve_of(Path(r)) for r in args.runs]
+    return compare([curve_of(Path(r)) for r in args.runs])
+
+
+def compare(runs: list[dict]) -> dict:
+    """The runs, and with two (PIXEL, LATENT): the first time the latent run is at or below the pixel run's final
+    FD, as a fraction of the pixel run's time."""
     out = {"runs": runs}
     if len(runs) == 2 and runs[0]["final_fd"] is not None:
         target, pixel_s = runs[0]["final_fd"], runs[0]["evals"][-1]["elapsed_s"]
@@ -82,6 +91,32 @@ def curve(args) -> dict:
         out["time_to_pixel_final_fd"] = {"target_fd": target, "pixel_s": pixel_s, "latent_s": hit,
                                          "ratio": hit / pixel_s if hit is not None else None}
     return out
+
+
+def judge(args) -> dict:
+    from diffusekit.eval.inception import InceptionFeatures
+
+    extractor = InceptionFeatures(progress=False)
+    runs = []
+    for run in map(Path, args.runs):
+        row = curve_of(run)
+        row["evals"] = []
+        for ckpt in list_checkpoints(run / "checkpoints"):
+            state = json.loads((ckpt / "state.json").read_text())
+            model = TrainedModel.load(run, checkpoint=ckpt)
+            t0 = time.perf_counter()
+            images = model.sample(args.n, sampler="dpmpp-2m", steps=20, seed=1, batch=100)
+            sample_s = time.perf_counter() - t0
+            fd = evaluate(images, model.info["train"]["data"], metrics=(), inception=True, n=args.n, progress=False,
+                          inception_features=extractor)["fd_inception"]
+            row["evals"].append({"step": state["step"], "elapsed_s": state["elapsed_s"], "fd": fd["value"],
+                                 "fd_floor": fd["floor"], "n": fd["n"], "features": fd["features"],
+                                 "sample_seconds": sample_s})
+            print(f"{run} step {state['step']} ({state['elapsed_s'] / 60:.1f} min): FID {fd['value']:.2f} "
+                  f"(floor {fd['floor']:.2f})", file=sys.stderr, flush=True)
+        row["final_fd"] = row["evals"][-1]["fd"] if row["evals"] else None
+        runs.append(row)
+    return compare(runs)
 
 
 def sampling(args) -> dict:
@@ -111,14 +146,17 @@ def main(argv=None) -> int:
     a.add_argument("--n", type=int, default=1000)
     c = sub.add_parser("curve")
     c.add_argument("runs", nargs="+")
+    j = sub.add_parser("judge")
+    j.add_argument("runs", nargs="+")
+    j.add_argument("--n", type=int, default=500)
     s = sub.add_parser("sampling")
     s.add_argument("runs", nargs="+")
     s.add_argument("--num", type=int, default=500)
     s.add_argument("--repeats", type=int, default=3)
-    for q in (a, c, s):
+    for q in (a, c, j, s):
         q.add_argument("--out", type=Path)
     args = p.parse_args(argv)
-    res = {"autoencoder": autoencoder, "curve": curve, "sampling": sampling}[args.what](args)
+    res = {"autoencoder": autoencoder, "curve": curve, "judge": judge, "sampling": sampling}[args.what](args)
     res = {"command": " ".join(sys.argv), "commit": commit(), "machine": flops.machine_info(), **res}
     text = json.dumps(res, indent=2)
     print(text)

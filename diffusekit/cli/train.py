@@ -63,6 +63,9 @@ def add_train(sub):
                         "(default: uniform)")
     p.add_argument("--sample-every", type=int, help="write a sample grid every N steps (default: end only)")
     p.add_argument("--checkpoint-every", type=int, help="checkpoint every N steps (default: 500)")
+    p.add_argument("--checkpoint-minutes", type=float, metavar="M",
+                   help="also checkpoint every M minutes of training time, e.g. to judge a time budget afterwards "
+                        "(pair it with a config's keep_last to keep them all) (default: off)")
     p.add_argument("--sample-sampler", choices=list(SAMPLERS), help="sampler for the grids (default: dpmpp-2m)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"],
                    help="auto: bf16 autocast where the CPU has native bf16, else fp32 (default: auto)")
@@ -79,8 +82,8 @@ def cmd_train(a) -> int:
     overrides = {k: getattr(a, k) for k in ("data", "out", "steps", "minutes", "model", "image_size", "cond",
                                             "p_uncond", "batch_size", "lr", "lr_decay", "schedule", "prediction",
                                             "loss_weighting", "noise_sampler", "sample_every", "checkpoint_every",
-                                            "sample_sampler", "precision", "device", "seed", "eval_every",
-                                            "init_from", "latent")}
+                                            "checkpoint_minutes", "sample_sampler", "precision", "device", "seed",
+                                            "eval_every", "init_from", "latent")}
     if a.config:
         config = TrainConfig.from_json_file(a.config, **overrides)
     else:

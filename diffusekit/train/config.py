@@ -58,6 +58,7 @@ class TrainConfig:
     log_every: int = 25  # steps between metrics.jsonl lines
     sample_every: int = 0  # steps between sample grids (0: at the end only)
     checkpoint_every: int = 500  # steps between checkpoints (and one at the end)
+    checkpoint_minutes: float = 0.0  # ... and one every this many minutes of training time (0: never)
     keep_last: int = 3  # checkpoints kept
     sample_sampler: str = "dpmpp-2m"
     sample_steps: int = 20
@@ -97,6 +98,10 @@ class TrainConfig:
             raise ValueError(f"p_uncond must be in [0, 1), got {self.p_uncond!r}")
         if not 0 <= self.lr_decay <= 1:
             raise ValueError(f"lr_decay is a fraction of the budget in [0, 1], got {self.lr_decay!r}")
+        for name in ("checkpoint_minutes", "eval_minutes"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
+                raise ValueError(f"{name} must be a number of minutes >= 0 (0: never), got {v!r}")
         if self.lr <= 0 or self.ema_decay < 0 or self.ema_decay >= 1:
             raise ValueError(f"need lr > 0 and 0 <= ema_decay < 1, got lr={self.lr}, ema_decay={self.ema_decay}")
 

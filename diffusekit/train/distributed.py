@@ -37,6 +37,15 @@ class Dist:
         dist.all_reduce(value)
         return value / self.world_size
 
+    def longest(self, seconds: float) -> float:
+        """The largest of every process's `seconds` (itself if single-process): one clock for all, so time budgets
+        and time schedules end and fire at the same step on every process."""
+        if not self.enabled:
+            return seconds
+        value = torch.tensor([seconds], dtype=torch.float64, device=self.device)
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return float(value)
+
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()

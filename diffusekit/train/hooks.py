@@ -35,6 +35,7 @@ class Hooks:
         self.bar = progress_bar(s.config, st.step, st.elapsed, enabled=progress and main)
         self.window_t, self.window_imgs, self.last_loss = time.perf_counter(), 0, float("nan")
         self.next_eval_s, self.evaluated_at = s.config.eval_minutes * 60, -1
+        self.next_checkpoint_s = next_time(s.config.checkpoint_minutes, st.elapsed)
         if main:
             print(f"diffusekit: training {s.config.model} UNet ({s.info['params'] / 1e6:.2f}M params, "
                   f"{s.ds.x.ndim - 2}-D) on {s.ds.name} ({len(s.ds)} x {tuple(s.ds.x.shape[1:])}) -> {s.out}; "
@@ -50,7 +51,7 @@ class Hooks:
             self.log_line(loss, grad_norm)
         if self.bar:  # tqdm redraws at most every `mininterval` seconds
             self.bar.update(1 if config.steps is not None else min(round(st.elapsed), self.bar.total) - self.bar.n)
-        if st.step % config.checkpoint_every == 0 and not st.done(config):
+        if self.checkpoint_due() and not st.done(config):
             self.checkpoint()
         if config.sample_every and st.step % config.sample_every == 0 and not st.done(config) and s.dist.is_main:
             write_grid(s.out, st.step, s.info, s.ema.shadow, config, s.dist.device)
@@ -88,6 +89,15 @@ class Hooks:
             return save_checkpoint(s.out / "checkpoints", st.step, s.net, s.ema.shadow, s.opt, rng, state,
                                    s.config.keep_last)
         return None
+
+    def checkpoint_due(self) -> bool:
+        """Every `checkpoint_every` steps, and every `checkpoint_minutes` of training time (the clock is the same
+        on every process, so all of them agree)."""
+        config, st = self.s.config, self.st
+        if not (config.checkpoint_minutes and st.elapsed >= self.next_checkpoint_s):
+            return st.step % config.checkpoint_every == 0
+        self.next_checkpoint_s = next_time(config.checkpoint_minutes, st.elapsed)
+        return True
 
     def quality_due(self) -> bool:
         config = self.s.config
@@ -138,6 +148,13 @@ def check_replicas(net, dist) -> None:
     torch.distributed.all_gather(everyone, mine)
     if any(not torch.equal(e, everyone[0]) for e in everyone):
         raise RuntimeError(f"DDP replicas differ: weight fingerprints {[e.tolist() for e in everyone]}")
+
+
+def next_time(minutes: float, elapsed: float) -> float:
+    """The first multiple of `minutes` (in seconds) after `elapsed`; infinity when `minutes` is 0."""
+    if not minutes:
+        return float("inf")
+    return (int(elapsed // (minutes * 60)) + 1) * minutes * 60
 
 
 def progress_bar(config: TrainConfig, step: int, elapsed: float, enabled: bool, desc: str = "train"):

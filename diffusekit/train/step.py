@@ -77,5 +77,5 @@ def train_step(s: Setup, st: TrainState) -> tuple[torch.Tensor, torch.Tensor]:
     s.ema.update(s.net)
     st.step += 1
     st.images_seen += config.batch_size
-    st.elapsed += time.perf_counter() - t0
+    st.elapsed += s.dist.longest(time.perf_counter() - t0)  # one clock: every process stops at the same step
     return loss, grad_norm

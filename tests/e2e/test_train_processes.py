@@ -73,3 +73,19 @@ def test_torchrun_two_processes_match_one(tmp_path):
     more = _torchrun(common[:-5] + ["--steps", "6", "--no-progress", "--out", str(tmp_path / "ddp"), "--resume"], 2)
     assert more.returncode == 0, more.stderr[-3000:]
     assert TrainedModel.load(tmp_path / "ddp").step == 6
+
+
+def test_torchrun_time_budget_ends_together(tmp_path):
+    """A time budget with checkpoints on a time schedule under 2 real processes: both keep one clock (the slower
+    one's), so they checkpoint (a collective replica check) and stop at the same step instead of waiting forever
+    on each other."""
+    args = ["--data", "digits", "--model", "tiny", "--batch-size", "16", "--minutes", "0.05", "--precision", "fp32",
+            "--checkpoint-every", "100000", "--checkpoint-minutes", "0.01", "--no-progress", "--out",
+            str(tmp_path / "ddp")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+           str(29500 + (os.getpid() + 7) % 1000), "-m", "diffusekit", "train", *args]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    states = [json.loads((c / "state.json").read_text()) for c in list_checkpoints(tmp_path / "ddp" / "checkpoints")]
+    assert len(states) >= 2 and states[-1]["elapsed_s"] >= 3

@@ -87,6 +87,25 @@ def test_checkpoints_are_kept_and_pruned(tiny, tmp_path):
     assert x.shape == (3, 1, 8, 8) and torch.isfinite(x).all()
 
 
+def test_checkpoints_every_few_training_minutes(tiny, tmp_path):
+    """checkpoint_minutes: one checkpoint at the first step past each multiple of the period (of training time,
+    the budget clock), the last at the end; none of them repeats a period."""
+    out = tmp_path / "run"
+    period = 0.01  # minutes: 0.6 s
+    train(TrainConfig(out=str(out), minutes=0.04, **{**tiny, "checkpoint_every": 10**6, "keep_last": 100,
+                                                     "checkpoint_minutes": period}), progress=False)
+    states = [json.loads((c / "state.json").read_text()) for c in list_checkpoints(out / "checkpoints")]
+    periods = [int(s["elapsed_s"] // (period * 60)) for s in states[:-1]]
+    assert len(periods) >= 2 and periods == sorted(set(periods)) and periods[0] >= 1
+    assert states[-1]["elapsed_s"] >= 0.04 * 60
+    rows = [json.loads(r) for r in (out / "metrics.jsonl").read_text().splitlines()]
+    for s in states[:-1]:  # each checkpoint is the first step past its period: the step before was not past it
+        before = [r["elapsed_s"] for r in rows if r["step"] == s["step"] - 1]
+        assert not before or int(before[0] // (period * 60)) < int(s["elapsed_s"] // (period * 60))
+    with pytest.raises(ValueError, match="checkpoint_minutes must be a number of minutes >= 0"):
+        TrainConfig(out=str(out), steps=1, **{**tiny, "checkpoint_minutes": -1})
+
+
 def test_divergence_stops_with_a_clear_message(tiny, tmp_path):
     out = tmp_path / "run"
     cfg = TrainConfig(out=str(out), steps=2, **{**tiny, "checkpoint_every": 1})
