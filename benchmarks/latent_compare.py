@@ -13,6 +13,12 @@ training time, and sampling speed, each written as JSON with the machine and the
         For data with no feature classifier (phantoms): every kept checkpoint of each run judged afterwards by the
         Inception FD of n EMA samples (DPM-Solver++(2M), 20 steps, seed 1, as the in-training checks) against n real,
         with the floor at the same n; with two runs, PIXEL then LATENT, the time-to-FD comparison of `curve`.
+    python benchmarks/latent_compare.py reconstruct PIXEL LATENT [--task inpaint] [--n 20] [--tune-n 4]
+                                        [--zetas 0.3,1,3] [--out FILE.json]
+        Reconstruction with each prior on held-out phantoms (seed 1, never in training): the pixel run with DDNM
+        (its default) and DPS, the latent run with DPS through the decoder then pixel-space consistency (its only
+        method; its zeta chosen by PSNR on the first --tune-n training phantoms), the task's classical baseline, and
+        the autoencoder's own ceiling (the truth encoded, decoded, made consistent); PSNR per image, seconds.
     python benchmarks/latent_compare.py sampling RUN [RUN ...] [--num 500] [--repeats 3] [--out FILE.json]
         Images per second of `TrainedModel.sample` (DPM-Solver++(2M), 20 steps, batch 100; latent runs include
         decoding), median of repeats, all runs in one process, one after the other.
@@ -119,6 +125,47 @@ def judge(args) -> dict:
     return compare(runs)
 
 
+def reconstruct(args) -> dict:
+    from diffusekit.data.phantoms import make_phantoms
+    from diffusekit.inverse.latent import pixel_consistency
+    from diffusekit.inverse.task import reconstruct_image, task_operator
+
+    pixel, latent = TrainedModel.load(args.runs[0]), TrainedModel.load(args.runs[1])
+    test, tune = make_phantoms(args.n, seed=1), make_phantoms(args.tune_n, seed=0)
+
+    def run(model, x, method, **options):
+        t0 = time.perf_counter()
+        res = reconstruct_image(model, x, args.task, method=method, seed=0, **options)
+        return res, time.perf_counter() - t0
+
+    tuning = {}
+    for zeta in map(float, args.zetas.split(",")):
+        res, _ = run(latent, tune, "dps", zeta=zeta, baselines=False)
+        tuning[zeta] = res["metrics"]["reconstruction"]["psnr"]
+    zeta = max(tuning, key=tuning.get)
+    rows = {}
+    for name, model, method, options in (("pixel ddnm", pixel, "ddnm", {}), ("pixel dps", pixel, "dps", {}),
+                                         (f"latent dps (zeta {zeta:g})", latent, "dps", {"zeta": zeta})):
+        res, seconds = run(model, test, method, **options)
+        rows[name] = {"psnr": res["per_image"]["reconstruction"]["psnr"], "seconds": seconds,
+                      "consistency": res["consistency"], "settings": res["settings"]}
+        for base, m in res["per_image"].items():
+            if base != "reconstruction":
+                rows.setdefault(f"baseline {base}", {"psnr": m["psnr"]})
+    op = task_operator(args.task, test.shape[2:])
+    ceiling = pixel_consistency(op, op.forward(test), latent.codec.decode(latent.codec.encode(test)))
+    rows["autoencoder ceiling"] = {"psnr": psnr_per_image(ceiling, test)}
+    for r in rows.values():
+        r["mean_psnr"] = statistics.fmean(r["psnr"])
+        r["std_psnr"] = statistics.stdev(r["psnr"]) if len(r["psnr"]) > 1 else 0.0
+    return {"task": args.task, "n": args.n, "heldout_seed": 1, "tuning_zeta_psnr": tuning, "zeta": zeta, "rows": rows}
+
+
+def psnr_per_image(x: torch.Tensor, y: torch.Tensor) -> list[float]:
+    mse = (x.clamp(-1, 1) - y).pow(2).flatten(1).mean(1).clamp_min(1e-12)
+    return (10 * torch.log10(4.0 / mse)).tolist()
+
+
 def sampling(args) -> dict:
     rows = []
     for run in args.runs:
@@ -149,14 +196,21 @@ def main(argv=None) -> int:
     j = sub.add_parser("judge")
     j.add_argument("runs", nargs="+")
     j.add_argument("--n", type=int, default=500)
+    r = sub.add_parser("reconstruct")
+    r.add_argument("runs", nargs=2)
+    r.add_argument("--task", default="inpaint", choices=["inpaint", "superres", "mri"])
+    r.add_argument("--n", type=int, default=20)
+    r.add_argument("--tune-n", type=int, default=4)
+    r.add_argument("--zetas", default="0.3,1,3")
     s = sub.add_parser("sampling")
     s.add_argument("runs", nargs="+")
     s.add_argument("--num", type=int, default=500)
     s.add_argument("--repeats", type=int, default=3)
-    for q in (a, c, j, s):
+    for q in (a, c, j, r, s):
         q.add_argument("--out", type=Path)
     args = p.parse_args(argv)
-    res = {"autoencoder": autoencoder, "curve": curve, "judge": judge, "sampling": sampling}[args.what](args)
+    modes = {"autoencoder": autoencoder, "curve": curve, "judge": judge, "reconstruct": reconstruct, "sampling": sampling}
+    res = modes[args.what](args)
     res = {"command": " ".join(sys.argv), "commit": commit(), "machine": flops.machine_info(), **res}
     text = json.dumps(res, indent=2)
     print(text)

@@ -45,6 +45,25 @@ def build_net(unet_config: UNetConfig, num_classes: int | None = None, p_uncond:
     return net
 
 
+def check_weights_fit(net: torch.nn.Module, weights: Path, run_dir: Path) -> None:
+    """The network run.json describes (built on the meta device) has exactly the tensors of the weights file, read
+    from its header: a mismatch (a hand-edited run.json, another run's weights) is one line naming both."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            have = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (SafetensorError, OSError) as e:
+        raise ValueError(f"{weights}: not a readable safetensors file ({e}); the checkpoint may be truncated") from e
+    want = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    if have != want:
+        diff = sorted(set(have) ^ set(want)) or [k for k in want if have[k] != want[k]]
+        k = diff[0]
+        raise ValueError(f"{weights} does not fit the network {run_dir / RUN_FILE} describes ({len(diff)} tensors "
+                         f"differ, e.g. {k}: file {have.get(k, 'absent')}, run.json {want.get(k, 'absent')}); was "
+                         f"run.json edited?")
+
+
 _TEXT_ENCODERS: dict = {}  # max_length -> TextEncoder: loaded once per process (~1 s), shared by every run
 
 
@@ -134,9 +153,11 @@ class TrainedModel:
         if train.get("cond") == "text" and "text" not in info:
             raise ValueError(f"{run_dir / RUN_FILE} is a text run without its 'text' record (encoder, max_length); "
                              f"it was written by an unfinished version: train it again")
-        net = build_net(UNetConfig.from_dict(info["unet"]),
-                        info["data"]["num_classes"] if train.get("cond") == "label" else None,
-                        text_null=empty_prompt(info["text"]) if train.get("cond") == "text" else None)
+        args = (UNetConfig.from_dict(info["unet"]), info["data"]["num_classes"] if train.get("cond") == "label" else None)
+        text_null = empty_prompt(info["text"]) if train.get("cond") == "text" else None
+        with torch.device("meta"):  # shapes only, no memory: a run.json that asks for a huge network is refused here
+            check_weights_fit(build_net(*args, text_null=text_null), ckpt / f"{weights}.safetensors", run_dir)
+        net = build_net(*args, text_null=text_null)
         net.load_state_dict(load_file(str(ckpt / f"{weights}.safetensors")))
         step = json.loads((ckpt / "state.json").read_text())["step"]
         if precision == "auto":

@@ -83,8 +83,30 @@ def format_summary(summary: dict) -> str:
         f"checkpoints  {', '.join(summary['checkpoints']) or '(none)'}",
         *([f"latent       autoencoder {lat['run']} (step {lat['step']}, scale {lat['scale']:.4g}, latent "
            f"{tuple(d['shape'])})"] if (lat := summary.get("latent")) else []),
-        "settings     " + ", ".join(f"{k}={v}" for k, v in summary["train"].items()),
+        "settings",
+        *settings_lines(summary["train"]),
     ])
+
+
+# `diffusekit info` groups a run's settings (any it does not know of go under "other")
+SETTING_GROUPS = {
+    "data": ("data", "image_size", "cond", "p_uncond", "latent", "factor", "latent_channels"),
+    "model": ("model", "model_overrides", "channels", "init_from"),
+    "diffusion": ("schedule", "prediction", "loss_weighting", "min_snr_gamma", "noise_sampler", "loss", "kl_weight"),
+    "training": ("steps", "minutes", "batch_size", "lr", "warmup_steps", "lr_decay", "weight_decay", "grad_clip",
+                 "ema_decay", "seed", "precision", "device"),
+    "output": ("out", "log_every", "sample_every", "checkpoint_every", "checkpoint_minutes", "keep_last",
+               "sample_sampler", "sample_steps", "num_grid", "eval_every", "eval_minutes", "eval_samples"),
+}
+
+
+def settings_lines(train: dict) -> list[str]:
+    """The settings of run.json's "train", one indented line per group (data, model, diffusion, training,
+    output, other)."""
+    known = {k for keys in SETTING_GROUPS.values() for k in keys}
+    groups = {**{g: [k for k in keys if k in train] for g, keys in SETTING_GROUPS.items()},
+              "other": [k for k in train if k not in known]}
+    return [f"  {g:11s}{', '.join(f'{k}={train[k]}' for k in keys)}" for g, keys in groups.items() if keys]
 
 
 def _network_line(summary: dict) -> str:
@@ -98,4 +120,4 @@ def _network_line(summary: dict) -> str:
 
 
 __all__ = ["RUN_FILE", "FILES", "read_run_info", "list_checkpoints", "latest_checkpoint", "run_summary",
-           "format_summary"]
+           "format_summary", "settings_lines"]

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from .evaluate import add_eval, add_reconstruct, cmd_eval, cmd_reconstruct
 from .sample import add_info, add_sample, add_show, cmd_info, cmd_sample, cmd_show
+from .serve import add_serve, cmd_serve
 from .train import add_train, add_train_autoencoder, cmd_train, cmd_train_autoencoder
 
 EXAMPLES = """
@@ -25,11 +27,12 @@ examples:
   diffusekit reconstruct runs/phantoms --task mri --input brain.png --acceleration 4 --out recon/
   diffusekit train-autoencoder --data mnist5k --factor 4 --out runs/ae    # latent diffusion: the autoencoder,
   diffusekit train --data mnist5k --latent runs/ae --out runs/ldm         # then diffusion in its latent space
+  diffusekit serve runs/digits runs/phantoms         # the web page: http://127.0.0.1:7860/
 """
 
 
 COMMANDS = {"train": cmd_train, "train-autoencoder": cmd_train_autoencoder, "sample": cmd_sample, "show": cmd_show,
-            "info": cmd_info, "eval": cmd_eval, "reconstruct": cmd_reconstruct}
+            "info": cmd_info, "eval": cmd_eval, "reconstruct": cmd_reconstruct, "serve": cmd_serve}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,13 +40,20 @@ def build_parser() -> argparse.ArgumentParser:
         prog="diffusekit", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES,
         description="Train your own diffusion models on your data, on the machine you have.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (add_train, add_train_autoencoder, add_sample, add_show, add_info, add_eval, add_reconstruct):
+    for add in (add_train, add_train_autoencoder, add_sample, add_show, add_info, add_eval, add_reconstruct,
+                add_serve):
         add(sub)
     return parser
 
 
+def one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings meant for users read as one line: no source file, no source line."""
+    print(f"diffusekit: warning: {message}", file=file or sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    warnings.showwarning = one_line_warning
     if argv[:1] in (["train"], ["train-autoencoder"]):
         from ..fast import reexec_with_allocator_env
 

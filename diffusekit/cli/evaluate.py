@@ -89,7 +89,8 @@ def add_reconstruct(sub):
     p.add_argument("--sampling", choices=SAMPLINGS, default="cartesian",
                    help="mri: whole k-space lines (cartesian) or single points (random) (default: cartesian)")
     p.add_argument("--mask-seed", type=int, default=0, help="seed of random pixel masks and k-space masks")
-    p.add_argument("--method", choices=METHODS, default="ddnm", help="(default: ddnm)")
+    p.add_argument("--method", choices=METHODS,
+                   help="(default: ddnm; on a latent run dps, the one that works through its decoder)")
     p.add_argument("--steps", type=int, help="solver steps (default: " +
                    ", ".join(f"{k} {v}" for k, v in DEFAULT_STEPS.items()) + ")")
     p.add_argument("--seed", type=int, default=0, help="seed of the measurement noise and the solver")
@@ -119,13 +120,11 @@ def cmd_reconstruct(a) -> int:
     from ..fast import pick_device
 
     model = TrainedModel.load(a.run_dir, weights=a.weights, device=pick_device(a.device))
-    if model.codec is not None:
-        raise ValueError(f"{a.run_dir} is a latent run: reconstruction works in pixel space and is not available for "
-                         f"latent runs yet; use a pixel-space run of the same data")
-    image, notes = load_image(a.input, model.shape)
+    a.method = a.method or ("dps" if model.codec is not None else "ddnm")
+    image, notes = load_image(a.input, model.data_shape)
     mask = None
     if a.mask is not None:
-        mask, mask_notes = load_mask(a.mask, model.shape[1:])
+        mask, mask_notes = load_mask(a.mask, model.data_shape[1:])
         notes += mask_notes
     for note in notes:
         print(f"note: {note}", file=sys.stderr)

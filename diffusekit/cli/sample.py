@@ -29,7 +29,7 @@ def add_sample(sub):
                         "logsnr: uniform in logSNR)")
     p.add_argument("--sigma-min", type=float, help="karras / logsnr spacing: the lowest noise level before the last "
                                                    "step to 0 (default: the schedule's; at 10 steps 0.05 helped on "
-                                                   "digits; on mnist5k heun gained 3-5% and the logsnr spacing hurt "
+                                                   "digits; on mnist5k heun gained 3-5%% and the logsnr spacing hurt "
                                                    "DPM-Solver++: BENCHMARKS.md section 5)")
     p.add_argument("--sigma-max", type=float, help="karras / logsnr spacing: the starting noise level (default: "
                                                    "the schedule's)")
@@ -45,21 +45,32 @@ def add_sample(sub):
                                                                "the plain conditional model, >1 follows the label "
                                                                "or prompt more closely)")
     p.add_argument("--eta", type=float, help="noise scale for ddim / euler-ancestral / dpmpp-2m-sde")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE", default=[],
+                   help="any of the sampler's own options, repeat for several, e.g. --sampler heun --option "
+                        "s_churn=0.5 --option s_noise=1.003; restart: restarts=3, restart_steps=5; ddpm: "
+                        "variance=fixed_large (`diffusekit sample --sampler NAME --option help=1` lists them)")
     p.add_argument("--weights", choices=["ema", "model"], default="ema")
     p.add_argument("--wav", type=Path, help="signals only: also write each sample as DIR/sample-NNNN.wav (16-bit, "
                                             "at the data's sample rate, else 16 kHz)")
 
 
 def cmd_sample(a) -> int:
+    from dataclasses import asdict
+
     from tqdm.auto import tqdm
 
     from ..model import TrainedModel, write_samples
+    from ..samplers import SamplerConfig
 
     if a.out.suffix != ".npz":
         raise ValueError(f"--out must be a .npz file, got {a.out}")
+    options = sampler_option_flags(a.sampler, a.option)
+    if a.eta is not None:
+        options["eta"] = a.eta
+    config = SamplerConfig(a.sampler, a.steps, a.spacing, options, a.sigma_min, a.sigma_max)  # checks the options
     model = TrainedModel.load(a.run_dir, weights=a.weights)
-    options = {"eta": a.eta} if a.eta is not None else {}
-    options.update({k: v for k, v in (("sigma_min", a.sigma_min), ("sigma_max", a.sigma_max)) if v is not None})
+    options = {**options, **{k: v for k, v in (("sigma_min", a.sigma_min), ("sigma_max", a.sigma_max))
+                             if v is not None}}
     with tqdm(total=a.num, unit="img", desc=f"{a.sampler} x{a.steps}") as bar:
         images = model.sample(a.num, sampler=a.sampler, steps=a.steps, seed=a.seed, batch=a.batch,
                               labels=a.label, guidance=a.guidance, progress=bar.update, prompts=a.prompt,
@@ -68,7 +79,33 @@ def cmd_sample(a) -> int:
     for path in write_samples(model, images, a.out, grid=a.grid, wav=a.wav, labels=a.label, prompts=a.prompt,
                               negative_prompt=a.negative_prompt, guidance=a.guidance):
         print(path)
+    record = {"run_dir": str(a.run_dir), "step": model.step, "weights": a.weights, "sampling": asdict(config),
+              "num": a.num, "seed": a.seed, "batch": a.batch, "labels": a.label, "prompts": a.prompt,
+              "negative_prompts": a.negative_prompt, "guidance": a.guidance}
+    a.out.with_suffix(".json").write_text(json.dumps(record, indent=2))
+    print(a.out.with_suffix(".json"))
     return 0
+
+
+def sampler_option_flags(sampler: str, given: list[str]) -> dict:
+    """--option KEY=VALUE flags -> the sampler's options (numbers where they parse as numbers); an unknown key, or
+    `help`, answers with the sampler's options and their defaults."""
+    from ..samplers import sampler_options
+
+    known = sampler_options(sampler)
+    listing = ", ".join(f"{k} (default {v})" for k, v in known.items()) or "none"
+    options = {}
+    for item in given:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or key not in known:
+            what = "takes" if key == "help" else f"has no option {key!r}; it takes"
+            raise ValueError(f"--option {item}: sampler {sampler} {what}: {listing}")
+        try:
+            options[key] = int(value) if value.strip().lstrip("-").isdigit() else float(value)
+        except ValueError:
+            options[key] = value.strip()
+    return options
 
 
 def add_show(sub):
@@ -95,8 +132,12 @@ def cmd_show(a) -> int:
 
 
 def add_info(sub):
-    p = sub.add_parser("info", help="what a run is: config, size, steps trained, data, last loss")
-    p.add_argument("run_dir", type=Path)
+    p = sub.add_parser("info", help="what a run is: config, size, steps trained, data, last loss",
+                       description="Describe a run directory (a diffusion run or an autoencoder run): the network and "
+                                   "its size, the data, how long it trained, the last loss, its checkpoints, the "
+                                   "autoencoder of a latent run, and every setting, grouped (data, model, diffusion, "
+                                   "training, output).")
+    p.add_argument("run_dir", type=Path, help="a run directory written by `diffusekit train` or `train-autoencoder`")
     p.add_argument("--json", action="store_true", help="print JSON")
 
 

@@ -51,7 +51,41 @@ def load_array(path: str | os.PathLike) -> InMemoryDataset:
     return InMemoryDataset(t, labels, None, name=path.stem, source=str(path), notes=[note])
 
 
+def check_npy_header(f, size: int, where: str) -> None:
+    """Refuse an .npy stream whose header declares more data than the `size` bytes that hold it (before numpy
+    allocates what the header asks: a header can declare terabytes in a few bytes)."""
+    try:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(f, max_header_size=10_000)
+    except (ValueError, OSError, EOFError, SyntaxError) as e:
+        raise DataError(f"{where}: not a valid .npy array header ({e})") from e
+    declared = int(np.prod(shape, dtype=np.float64) * dtype.itemsize) if not dtype.hasobject else 0
+    if declared > size - f.tell():
+        raise DataError(f"{where}: its header declares shape {tuple(shape)} of {dtype} ({declared:,} bytes), but the "
+                        f"file holds only {max(size - f.tell(), 0):,}: truncated or corrupt")
+
+
+def check_array_file(path: Path) -> None:
+    """The headers of an .npy, or of every array in an .npz, against the bytes that hold them."""
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as z:
+                for info in z.infolist():
+                    if info.filename.endswith(".npy"):
+                        with z.open(info) as f:
+                            check_npy_header(f, info.file_size, f"{path} ({info.filename})")
+        except (zipfile.BadZipFile, OSError, EOFError) as e:
+            raise DataError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from e
+        return
+    with open(path, "rb") as f:
+        if f.read(6) == b"\x93NUMPY":
+            f.seek(0)
+            check_npy_header(f, path.stat().st_size, str(path))
+
+
 def _read(path: Path) -> tuple[np.ndarray, np.ndarray | None, str | None]:
+    check_array_file(path)
     try:
         data = np.load(path, allow_pickle=False)
     except ValueError as e:  # not a .npy/.npz, or object arrays, which need pickle (refused)

@@ -130,8 +130,11 @@ def load_clip_folder(folder: str | os.PathLike, fit: str = "error") -> Generated
         try:
             with Image.open(f) as im:
                 frames = [np.asarray(fr.convert("RGB")) for fr in ImageSequence.Iterator(im)]  # (H, W, 3) each
-        except OSError as e:
-            raise DataError(f"{f}: not a readable GIF ({e})") from e
+        except (OSError, EOFError, IndexError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+            # a truncated GIF can fail deep inside Pillow's decoder with any of these
+            raise DataError(f"{f}: not a readable GIF ({type(e).__name__}: {e}); it may be truncated") from e
+        if not frames:
+            raise DataError(f"{f}: a GIF with no frames")
         clips.append(np.stack(frames))  # (T, H, W, 3)
     rel = lambda p: p.relative_to(folder).as_posix()  # noqa: E731
     sizes = [f"{c.shape[2]}x{c.shape[1]}" for c in clips]

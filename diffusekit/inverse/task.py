@@ -14,7 +14,7 @@ truth in [-1, 1], so it is the same favour to every method).
     from diffusekit.model import TrainedModel
     from diffusekit.inverse.task import load_image, reconstruct_image, save_reconstruction
     model = TrainedModel.load("runs/phantoms")
-    x, notes = load_image("brain.png", model.shape)
+    x, notes = load_image("brain.png", model.data_shape)
     res = reconstruct_image(model, x, "mri", acceleration=4, method="ddnm", steps=100, seed=0)
     res["metrics"]   # {"reconstruction": {"psnr": ..., "ssim": ...}, "zero_filled": {...}, "tv": {...}}
     save_reconstruction(res, "out/")
@@ -30,6 +30,7 @@ from typing import Callable
 import torch
 
 from .. import fast
+from .latent import check_latent_method, latent_operator, pixel_consistency
 from .metrics import psnr, ssim
 from .operators import Operator
 from .solvers import METHOD_OPTIONS, check_method, default_sigmas, denoiser_calls, reconstruct
@@ -52,7 +53,7 @@ SSIM_MIN_SIDE = 11  # SSIM's 11-tap Gaussian window (`metrics.ssim`) must fit th
 
 def _check_truth(model, image) -> torch.Tensor:
     """The true images as (B, C, H, W) float32 at the model's shape."""
-    C, H, W = check_image_model(model.shape)
+    C, H, W = check_image_model(getattr(model, "data_shape", model.shape))
     truth = torch.as_tensor(image, dtype=torch.float32)
     truth = truth.unsqueeze(0) if truth.ndim == 3 else truth
     if truth.ndim != 4 or tuple(truth.shape[1:]) != (C, H, W):
@@ -79,7 +80,9 @@ def _solve(model, op: Operator, y: torch.Tensor, method: str, steps: int, sample
     device = torch.device(getattr(model, "device", "cpu"))
     sigmas = default_sigmas(model.denoiser, steps)
     y_k = y.repeat_interleave(samples, dim=0) if samples > 1 else y  # K copies of each measurement, side by side
-    total = denoiser_calls(method, op, tuple(y_k.shape), sigmas, **options)
+    codec = getattr(model, "codec", None)
+    solve_op = op if codec is None else latent_operator(codec, op)  # a latent run: A(decode(z)) (see `latent`)
+    total = denoiser_calls(method, solve_op, tuple(y_k.shape), sigmas, **options)
     done = [0]
 
     def callback(info):
@@ -90,9 +93,11 @@ def _solve(model, op: Operator, y: torch.Tensor, method: str, steps: int, sample
     # the network in bf16 where the CPU has it; the solver's arithmetic in fp32
     amp = fast.autocast(device, 2) if getattr(model, "precision", "fp32") == "auto" else nullcontext()
     with amp:
-        raw = reconstruct(model.denoiser, op, y_k.to(device), method, sigmas=sigmas, callback=callback,
+        raw = reconstruct(model.denoiser, solve_op, y_k.to(device), method, sigmas=sigmas, callback=callback,
                           generator=torch.Generator(device=device).manual_seed(seed), **options)
     raw = raw.float().cpu()
+    if codec is not None:
+        raw = pixel_consistency(op, y_k, codec.decode(raw))
     if samples == 1:
         return raw, None, raw.clamp(-1, 1), total
     # (B K, C, H, W) -> (B, K, C, H, W); the mean of clipped samples is in [-1, 1] too
@@ -135,10 +140,11 @@ def reconstruct_image(model, image: torch.Tensor, task: str, *, method: str = "d
 
     model     a `diffusekit.model.TrainedModel` of 2-D images (anything with .denoiser, .shape, .info, .device,
               .precision works)
-    image     (C, H, W) or (B, C, H, W) in [-1, 1] at model.shape: the truth; a batch is reconstructed at once,
+    image     (C, H, W) or (B, C, H, W) in [-1, 1] at model.data_shape: the truth; a batch is reconstructed at once,
               one posterior sample per row (repeat an image along B for several samples of it)
     task      inpaint | superres | mri (`TASKS`), with the options of `task_operator`
-    method    ddnm | repaint | dps, `steps` (default DEFAULT_STEPS[method]) and any `METHOD_OPTIONS[method]`
+    method    ddnm | repaint | dps, `steps` (default DEFAULT_STEPS[method]) and any `METHOD_OPTIONS[method]`;
+              a latent run (model.codec) takes dps through its decoder, then pixel-space consistency (`latent`)
     seed      seeds the measurement noise, then the solver's noise (the masks use mask_seed)
     samples   K > 1: draw K posterior samples of each measurement and return their mean, the estimate of the
               posterior mean (the MMSE estimate, which PSNR rewards: one sample has twice its expected squared error
@@ -155,6 +161,8 @@ def reconstruct_image(model, image: torch.Tensor, task: str, *, method: str = "d
     t_start = time.perf_counter()
     truth = _check_truth(model, image)
     steps = _check_run(method, options, steps, samples)
+    if getattr(model, "codec", None) is not None:
+        check_latent_method(method)
     spec = get_task(task)
     given = {"mask": mask, "mask_kind": mask_kind, "missing": missing, "scale": scale, "acceleration": acceleration,
              "sampling": sampling, "mask_seed": mask_seed}

@@ -201,10 +201,11 @@ def tune_tv_for_model(model, operator: Operator, n: int = TV_TUNE_IMAGES, seed: 
     """The TV weight for `operator`, tuned (`tune_tv_lambda`) on n images of the model's own training data (never
     the image to reconstruct), measured with the operator's noise. Returns (lambda, a note saying on what)."""
     spec = model.info["train"]["data"]
-    ds = load_data(spec, image_size=model.info["train"].get("image_size"), channels=model.shape[0])
-    if tuple(ds.x.shape[1:]) != tuple(model.shape):
+    shape = tuple(getattr(model, "data_shape", model.shape))
+    ds = load_data(spec, image_size=model.info["train"].get("image_size"), channels=shape[0])
+    if tuple(ds.x.shape[1:]) != shape:
         raise ValueError(f"the training data {spec!r} now loads as {tuple(ds.x.shape[1:])}, not the model's "
-                         f"{tuple(model.shape)}: pass tv_lambda (--tv-lambda)")
+                         f"{shape}: pass tv_lambda (--tv-lambda)")
     pick = np.sort(np.random.default_rng(seed).permutation(len(ds))[:n])
     lam, _ = tune_tv_lambda(operator, ds.x[torch.from_numpy(pick)], iters=iters,
                             generator=torch.Generator().manual_seed(seed))
