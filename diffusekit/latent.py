@@ -89,7 +89,8 @@ class LatentCodec:
 
     def record(self) -> dict:
         """What a latent run stores in its run.json under "latent" to find and check this autoencoder again."""
-        return {"run": str(self.run_dir), "step": self.step, "scale": self.scale, "fingerprint": self.fingerprint(),
+        # the absolute path: a latent run must find its autoencoder from whatever directory it is used in
+        return {"run": str(Path(self.run_dir).resolve()), "step": self.step, "scale": self.scale, "fingerprint": self.fingerprint(),
                 "autoencoder": self.config.to_dict()}
 
     @staticmethod
