@@ -2,7 +2,7 @@
 two), the rest wait in a bounded queue that tells each job its place; a full queue refuses (the API answers 429).
 
 A job's life: queued -> running -> done | failed | cancelled. While it runs, the worker appends events (progress,
-previews) that any number of readers follow by index (`Job.events_after`); cancelling sets a flag that the per-step
+previews) that any number of readers follow by index into `Job.events`; cancelling sets a flag that the per-step
 callback checks, so a job stops within one denoising step. Finished jobs stay in a bounded history (their files stay
 on disk in the server's output folder); only the newest finished job of each model keeps every step's preview (a
 reader that comes late still sees them all), older ones keep their last, so memory does not grow with the jobs
@@ -67,13 +67,6 @@ class Job:
             return None
         per_step = (time.time() - self.started) / self.step
         return round(per_step * (self.total - self.step), 2)
-
-    def events_after(self, index: int, timeout: float) -> list[dict]:
-        """Events from `index` on, waiting up to `timeout` s for one when there are none yet."""
-        with self.changed:
-            if len(self.events) <= index and self.state in ("queued", "running"):
-                self.changed.wait(timeout)
-            return self.events[index:]
 
     def summary(self, position: int | None = None) -> dict:
         return {"id": self.id, "model": self.model, "params": self.params, "state": self.state,
