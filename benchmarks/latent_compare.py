@@ -26,6 +26,7 @@ training time, and sampling speed, each written as JSON with the machine and the
 
 import argparse
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -103,12 +104,21 @@ def judge(args) -> dict:
     from diffusekit.eval.inception import InceptionFeatures
 
     extractor = InceptionFeatures(progress=False)
+    reused = reused_fids(args.reuse) if args.reuse else {}
     runs = []
-    for run in map(Path, args.runs):
+    for i, run in enumerate(map(Path, args.runs)):
         row = curve_of(run)
         row["evals"] = []
-        for ckpt in list_checkpoints(run / "checkpoints"):
+        ckpts = list_checkpoints(run / "checkpoints")
+        for ckpt in ckpts:
             state = json.loads((ckpt / "state.json").read_text())
+            if (str(run), state["step"]) in reused:  # judged before with the same n, seed and sampler
+                fd, floor = reused[str(run), state["step"]]
+                row["evals"].append({"step": state["step"], "elapsed_s": state["elapsed_s"], "fd": fd,
+                                     "fd_floor": floor, "n": args.n, "reused_from": str(args.reuse)})
+                continue
+            if i == 0 and args.first_final_only and ckpt != ckpts[-1]:
+                continue  # the first (pixel) run's curve is what was reused; its final FD is the target
             model = TrainedModel.load(run, checkpoint=ckpt)
             t0 = time.perf_counter()
             images = model.sample(args.n, sampler="dpmpp-2m", steps=20, seed=1, batch=100)
@@ -123,6 +133,13 @@ def judge(args) -> dict:
         row["final_fd"] = row["evals"][-1]["fd"] if row["evals"] else None
         runs.append(row)
     return compare(runs)
+
+
+def reused_fids(log: Path) -> dict:
+    """(run, step) -> (FID, floor) from the stderr lines of an earlier `judge` ("RUN step N (M min): FID v (floor f)")."""
+    pat = re.compile(r"^(\S+) step (\d+) \([\d.]+ min\): FID ([\d.]+) \(floor ([\d.]+)\)$")
+    return {(m[1], int(m[2])): (float(m[3]), float(m[4]))
+            for m in map(pat.match, Path(log).read_text().splitlines()) if m}
 
 
 def reconstruct(args) -> dict:
@@ -196,6 +213,9 @@ def main(argv=None) -> int:
     j = sub.add_parser("judge")
     j.add_argument("runs", nargs="+")
     j.add_argument("--n", type=int, default=500)
+    j.add_argument("--reuse", type=Path, help="an earlier judge's log: its checkpoints are not judged again")
+    j.add_argument("--first-final-only", action="store_true",
+                   help="judge only the final checkpoint of the first run (beside the reused ones)")
     r = sub.add_parser("reconstruct")
     r.add_argument("runs", nargs=2)
     r.add_argument("--task", default="inpaint", choices=["inpaint", "superres", "mri"])

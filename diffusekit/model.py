@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 from . import fast
 from .conditioning import Guided, LabelConditioned, TextCond, TextConditioned
 from .denoiser import Denoiser
-from .nets import UNet, UNetConfig
+from .nets import build, config_from_info
 from .samplers import sample
 from .rundir import RUN_FILE, latest_checkpoint, read_run_info
 from .schedules import get_schedule, schedule_from_dict
@@ -29,16 +29,17 @@ from .schedules import get_schedule, schedule_from_dict
 LOG_SIGMA_EMB_SCALE = 250.0  # UNet embedding scale when it sees log(sigma)/4 (range ~[-1.6, 1.1]) not t in 0..999
 
 
-def build_net(unet_config: UNetConfig, num_classes: int | None = None, p_uncond: float = 0.1,
+def build_net(unet_config, num_classes: int | None = None, p_uncond: float = 0.1,
               text_null: TextCond | None = None) -> torch.nn.Module:
-    """The UNet, wrapped for class labels (num_classes) or for text (text_null: the empty prompt's encoding)."""
-    net = UNet(unet_config)
+    """The network of a config (a UNetConfig, or a PointNetConfig for point clouds), wrapped for class labels
+    (num_classes) or for text (text_null: the empty prompt's encoding)."""
+    net = build(unet_config)
     if num_classes and text_null is not None:
         raise ValueError("a network is conditioned on labels or on text, not both")
     if num_classes:
         net = LabelConditioned(net, num_classes, unet_config.cond_dim, p_uncond)
     elif text_null is not None:
-        if unet_config.context_dim != text_null.tokens.shape[-1]:
+        if getattr(unet_config, "context_dim", None) != text_null.tokens.shape[-1]:
             raise ValueError(f"text conditioning needs UNetConfig.context_dim = the encoder's width "
                              f"{text_null.tokens.shape[-1]}, got {unet_config.context_dim}")
         net = TextConditioned(net, text_null, p_uncond)
@@ -104,7 +105,8 @@ def build_schedule(train_config):
 
 def describe_data(ds) -> dict:
     return {"name": ds.name, "source": ds.source, "n": len(ds), "shape": list(ds.x.shape[1:]),
-            "num_classes": ds.num_classes, "class_names": ds.class_names, "rate": getattr(ds, "rate", None)}
+            "num_classes": ds.num_classes, "class_names": ds.class_names, "rate": getattr(ds, "rate", None),
+            "kind": getattr(ds, "kind", "grid")}  # "points": a set of points (N, 3, P), not a grid
 
 
 _CODECS: dict = {}  # fingerprint -> LatentCodec: an autoencoder is loaded once per process, shared by every run
@@ -153,7 +155,7 @@ class TrainedModel:
         if train.get("cond") == "text" and "text" not in info:
             raise ValueError(f"{run_dir / RUN_FILE} is a text run without its 'text' record (encoder, max_length); "
                              f"it was written by an unfinished version: train it again")
-        args = (UNetConfig.from_dict(info["unet"]), info["data"]["num_classes"] if train.get("cond") == "label" else None)
+        args = (config_from_info(info), info["data"]["num_classes"] if train.get("cond") == "label" else None)
         text_null = empty_prompt(info["text"]) if train.get("cond") == "text" else None
         with torch.device("meta"):  # shapes only, no memory: a run.json that asks for a huge network is refused here
             check_weights_fit(build_net(*args, text_null=text_null), ckpt / f"{weights}.safetensors", run_dir)
@@ -273,10 +275,12 @@ class TrainedModel:
 
 def write_samples(model: TrainedModel, images: torch.Tensor, out: str | Path, grid: str | Path | None = None,
                   wav: str | Path | None = None, labels=None, prompts=None, negative_prompt=None,
-                  guidance: float = 1.0) -> list[Path]:
+                  guidance: float = 1.0, ply: str | Path | None = None) -> list[Path]:
     """What `diffusekit sample` writes, for samples `images` drawn with these labels / prompts: `out` (.npz: uint8
-    `images`, and `labels` or `prompts` where the model has them; no pickles), optionally a picture `grid` (with the
-    prompts in a .txt beside it) and a folder `wav` of 16-bit WAVs (1-D signals). Returns the paths written."""
+    `images`, or for point clouds float32 `points` (N, P, 3); and `labels` or `prompts` where the model has them;
+    no pickles), optionally a picture `grid` (with the prompts in a .txt beside it; for clouds a .png of renders or
+    a turning .gif), a folder `wav` of 16-bit WAVs (1-D signals) and a folder `ply` of PLY files (point clouds).
+    Returns the paths written."""
     import numpy as np
 
     from .data import to_uint8
@@ -284,7 +288,13 @@ def write_samples(model: TrainedModel, images: torch.Tensor, out: str | Path, gr
     from .viz.signals import save_samples
 
     out, num, written = Path(out), len(images), []
-    arrays = {"images": to_uint8(images)}
+    kind = model.info["data"].get("kind", "grid")
+    if ply is not None and kind != "points":
+        raise ValueError(f"--ply writes point clouds; this model makes shape {tuple(images.shape[1:])}")
+    if kind == "points":  # coordinates are not pixels: kept as floats, one (P, 3) array per cloud
+        arrays = {"points": images.transpose(1, 2).float().numpy()}
+    else:
+        arrays = {"images": to_uint8(images)}
     if model.num_classes is not None:
         arrays["labels"] = model.labels_for(num, labels).numpy()
     prompts = model.prompts_for(num, prompts)
@@ -294,7 +304,7 @@ def write_samples(model: TrainedModel, images: torch.Tensor, out: str | Path, gr
     np.savez(out, **arrays)
     written.append(out)
     if grid:
-        written.append(save_samples(images, grid, rate=model.info["data"].get("rate")))
+        written.append(save_samples(images, grid, rate=model.info["data"].get("rate"), kind=kind))
         if prompts is not None:
             negative = None if negative_prompt is None else " | ".join(negative_prompt)
             written.append(save_prompts(prompts, Path(grid).with_suffix(".txt"), guidance, negative))
@@ -307,6 +317,11 @@ def write_samples(model: TrainedModel, images: torch.Tensor, out: str | Path, gr
         for i, x in enumerate(images):
             write_wav(wav / f"sample-{i:04d}.wav", x.numpy(), rate)
         written.append(wav)
+    if ply:
+        from .data.points import write_ply
+
+        Path(ply).mkdir(parents=True, exist_ok=True)
+        written += [write_ply(Path(ply) / f"sample-{i:04d}.ply", x) for i, x in enumerate(images)]
     return written
 
 

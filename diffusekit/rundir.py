@@ -65,6 +65,7 @@ def run_summary(run_dir: str | Path) -> dict:
         "data": info["data"], "steps_trained": state.get("step", 0), "images_seen": state.get("images_seen", 0),
         "minutes_trained": round(state.get("elapsed_s", 0) / 60, 2), "last_loss": last and last["loss"],
         "checkpoints": [p.name for p in ckpts], "train": info["train"], "unet": info.get("unet"),
+        "arch": info.get("arch", "unet"), "net": info.get("net"),
         "schedule": info.get("schedule"), "prediction": info.get("prediction"), "latent": info.get("latent"),
         "autoencoder": info.get("autoencoder"), "latent_scale": state.get("latent_scale")}
 
@@ -90,7 +91,7 @@ def format_summary(summary: dict) -> str:
 
 # `diffusekit info` groups a run's settings (any it does not know of go under "other")
 SETTING_GROUPS = {
-    "data": ("data", "image_size", "cond", "p_uncond", "latent", "factor", "latent_channels"),
+    "data": ("data", "image_size", "cond", "p_uncond", "latent", "factor", "latent_channels", "points_per_step"),
     "model": ("model", "model_overrides", "channels", "init_from"),
     "diffusion": ("schedule", "prediction", "loss_weighting", "min_snr_gamma", "noise_sampler", "loss", "kl_weight"),
     "training": ("steps", "minutes", "batch_size", "lr", "warmup_steps", "lr_decay", "weight_decay", "grad_clip",
@@ -115,7 +116,8 @@ def _network_line(summary: dict) -> str:
         f = 2 ** (len(a["channel_mult"]) - 1)
         return (f"model        autoencoder f={f}, {summary['params']:,} parameters, latent "
                 f"{(a['latent_channels'], *[-(-s // f) for s in a['spatial']])}, scale {summary['latent_scale']}")
-    return (f"model        {summary['model']} UNet, {summary['params']:,} parameters, predicts "
+    arch = {"unet": "UNet", "points": "point transformer"}.get(summary.get("arch", "unet"), summary.get("arch"))
+    return (f"model        {summary['model']} {arch}, {summary['params']:,} parameters, predicts "
             f"{summary['prediction']}, schedule {summary['schedule']['name']}")
 
 

@@ -12,7 +12,8 @@ def add_sample(sub):
 
     p = sub.add_parser("sample", help="draw samples from a trained run",
                        description="Draw samples with the EMA weights of the run's newest checkpoint. The .npz "
-                                   "holds `images` as uint8 (N, H, W, C), `labels` where there are labels, and "
+                                   "holds `images` as uint8 (N, H, W, C) (point clouds: `points`, float32 (N, P, 3)), "
+                                   "`labels` where there are labels, and "
                                    "`prompts` (one string per image) for text runs. Text runs: --prompt (repeat it "
                                    "for several; the prompts are taken in turn over --num samples; default: the "
                                    "prompts of the run's training grids), --negative-prompt to steer away from "
@@ -35,7 +36,8 @@ def add_sample(sub):
                                                    "the schedule's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True, help="output .npz")
-    p.add_argument("--grid", type=Path, help="also write a PNG grid of the samples")
+    p.add_argument("--grid", type=Path, help="also write a PNG grid of the samples (point clouds: renders in a "
+                                             ".png, or the grid turning a full circle in a .gif)")
     p.add_argument("--batch", type=int, default=64, help="samples per network batch (default: 64)")
     p.add_argument("--label", type=int, action="append", help="class label(s) for class-conditional runs")
     p.add_argument("--prompt", action="append", help="text runs: a prompt; repeat for several, taken in turn")
@@ -52,6 +54,8 @@ def add_sample(sub):
     p.add_argument("--weights", choices=["ema", "model"], default="ema")
     p.add_argument("--wav", type=Path, help="signals only: also write each sample as DIR/sample-NNNN.wav (16-bit, "
                                             "at the data's sample rate, else 16 kHz)")
+    p.add_argument("--ply", type=Path, help="point clouds only: also write each sample as DIR/sample-NNNN.ply "
+                                            "(binary float32 x, y, z: MeshLab, Blender and Open3D read it)")
 
 
 def cmd_sample(a) -> int:
@@ -76,7 +80,7 @@ def cmd_sample(a) -> int:
                               labels=a.label, guidance=a.guidance, progress=bar.update, prompts=a.prompt,
                               negative_prompt=a.negative_prompt,
                               **({"spacing": a.spacing} if a.spacing else {}), **options)
-    for path in write_samples(model, images, a.out, grid=a.grid, wav=a.wav, labels=a.label, prompts=a.prompt,
+    for path in write_samples(model, images, a.out, grid=a.grid, wav=a.wav, ply=a.ply, labels=a.label, prompts=a.prompt,
                               negative_prompt=a.negative_prompt, guidance=a.guidance):
         print(path)
     record = {"run_dir": str(a.run_dir), "step": model.step, "weights": a.weights, "sampling": asdict(config),

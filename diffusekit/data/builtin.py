@@ -84,6 +84,7 @@ load_mnist1d = _on_use("signals", "load_mnist1d")  # built offline by the mnist1
 load_moving_digits = _on_use("video", "load_moving_digits")  # made from mnist5k
 load_grf = _on_use("fields", "load_grf")
 load_phantoms = _on_use("phantoms", "load_phantoms")
+load_shapes3d = _on_use("points", "load_shapes3d")
 
 
 # name -> (one-line description for --help, loader). Add new built-ins here.
@@ -100,6 +101,8 @@ REGISTRY: dict[str, tuple[str, Callable[[], InMemoryDataset]]] = {
                       "(made from mnist5k)", load_moving_digits),
     "phantoms": ("2,000 64x64 random-ellipse phantoms, Shepp-Logan family (procedural, seed 0)", load_phantoms),
     "grf": ("5,000 32x32 Gaussian random fields, power spectrum k^-3, pixel std 0.25 (procedural)", load_grf),
+    "shapes3d": ("5,000 point clouds of 1,024 points on the surfaces of 5 solids (ellipsoid, torus, box, cylinder, "
+                 "cone), random proportions and orientation; a held-out test split (procedural)", load_shapes3d),
 }
 BUILTINS: dict[str, str] = {name: desc for name, (desc, _) in REGISTRY.items()}
 BUILTIN_NAMES: tuple[str, ...] = tuple(REGISTRY)

@@ -9,6 +9,7 @@ from .arrays import load_array
 from .builtin import BUILTIN_NAMES, REGISTRY
 from .dataset import DataError, InMemoryDataset, convert_channels, resize_square
 from .folder import IMAGE_EXTENSIONS, load_folder
+from .points import CLOUD_EXTENSIONS, is_cloud_folder, load_cloud_folder
 from .signals import WAV_EXTENSIONS, is_wav_folder, load_signals
 from .video import is_clip_folder, load_clip_folder
 
@@ -34,6 +35,8 @@ def load_data(spec: str | os.PathLike = DEFAULT_DATA, image_size: int | None = N
             ds = load_signals(path)
         elif path.is_dir() and is_clip_folder(path):  # animated GIFs and no images: one clip per file
             ds = load_clip_folder(path)
+        elif path.is_dir() and is_cloud_folder(path):  # .ply / .npy / .xyz and no images: one point cloud each
+            ds = load_cloud_folder(path)
         elif path.is_dir():
             return load_folder(path, image_size, channels)  # sizes and channels are handled while reading
         elif not path.exists():
@@ -43,7 +46,8 @@ def load_data(spec: str | os.PathLike = DEFAULT_DATA, image_size: int | None = N
         elif path.suffix.lower() not in (".npy", ".npz"):
             raise DataError(
                 f"{path}: unsupported file type {path.suffix or '(none)'!r}; give a folder of images "
-                f"({', '.join(IMAGE_EXTENSIONS)}), of .wav files or of GIF clips, a .wav, a .npy/.npz array, or a "
+                f"({', '.join(IMAGE_EXTENSIONS)}), of .wav files, of GIF clips or of point clouds "
+                f"({', '.join(CLOUD_EXTENSIONS)}), a .wav, a .npy/.npz array, or a "
                 f"built-in name "
                 f"({_names()})"
             )

@@ -10,6 +10,7 @@ class histograms. One entry point, `evaluate(samples, data)`, and `format_table`
     memorisation.py       nearest-training-image distances vs held-out ones
     classes.py            predicted-class histogram, entropy, KL
     cache.py              on-disk cache of real-data statistics ($DIFFUSEKIT_CACHE or ~/.cache/diffusekit)
+    points.py             point clouds: Chamfer / EMD, MMD, COV and 1-NNA (PointFlow's protocol), with a floor
 """
 
 from .classes import class_histogram
@@ -18,10 +19,14 @@ from .evaluate import METRICS, evaluate, format_table
 from .frechet import frechet_distance, frechet_distance_from_features, gaussian_stats
 from .inception import InceptionFeatures, inception_available, inception_path
 from .memorisation import memorisation
+from .points import evaluate_clouds, format_clouds, point_cloud_metrics
 from .precision_recall import precision_recall
 
 __all__ = [
     "evaluate",
+    "evaluate_clouds",
+    "format_clouds",
+    "point_cloud_metrics",
     "format_table",
     "METRICS",
     "CLASSIFIERS",

@@ -49,11 +49,15 @@ def as_float_images(x) -> torch.Tensor:
     return x.clamp(-1, 1)
 
 
-def read_samples(path) -> np.ndarray:
+def read_samples(path, clouds_ok: bool = False):
     """The `images` array of a samples .npz written by `diffusekit sample` (uint8 (N, H, W, C)), read without
-    unpickling; an unreadable file or one without `images` is a ValueError naming the file."""
+    unpickling; an unreadable file or one without `images` is a ValueError naming the file. With clouds_ok, returns
+    (array, is_clouds): a point-cloud file's `points` (N, P, 3) come back as float32 (N, 3, P)."""
     try:
         with np.load(path, allow_pickle=False) as f:
-            return f["images"]
+            if clouds_ok and "points" in f:
+                return np.ascontiguousarray(f["points"].transpose(0, 2, 1), dtype=np.float32), True
+            return (f["images"], False) if clouds_ok else f["images"]
     except (OSError, KeyError, ValueError) as e:
-        raise ValueError(f"cannot read samples from {path}: {e} (expected a .npz with `images`)") from e
+        want = "`images` or `points`" if clouds_ok else "`images`"
+        raise ValueError(f"cannot read samples from {path}: {e} (expected a .npz with {want})") from e

@@ -205,3 +205,45 @@ def _as_points(x, what: str) -> torch.Tensor:
 
 
 __all__ = ["chamfer_matrix", "emd_matrix", "nn_metrics", "point_cloud_metrics", "DISTANCES"]
+
+
+def reference_clouds(data: str, n: int, seed: int = 0):
+    """(reference, floor, note) for judging samples of a model trained on `data`: for the built-in `shapes3d` the
+    first n clouds of its held-out test split (5 classes in turn) and, as the floor, the first n of its training
+    split; for a user's data (no held-out split known) two disjoint random halves of it, said in the note."""
+    from ..data import load_data
+    from ..data.points import load_shapes3d
+
+    if data == "shapes3d":
+        return load_shapes3d("test").x[:n], load_shapes3d("train").x[:n], "reference: shapes3d test split (held out)"
+    x = load_data(data).x
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    if len(x) < 2 * n:
+        raise ValueError(f"{data}: {len(x)} clouds; judging n={n} samples needs 2n (a reference and a floor); pass "
+                         f"a smaller --n")
+    return x[perm[:n]], x[perm[n:2 * n]], f"reference and floor: two random halves of {data} (the training data)"
+
+
+def evaluate_clouds(samples, data: str, n: int = 200, distances=("cd",), seed: int = 0) -> dict:
+    """`point_cloud_metrics` of the first n samples against n reference clouds of `data`, with the real-vs-real
+    floor at the same n (`reference_clouds`)."""
+    samples = torch.as_tensor(samples)
+    if len(samples) < n:
+        raise ValueError(f"{len(samples)} samples for n={n}: draw at least n (or pass a smaller --n)")
+    reference, floor, note = reference_clouds(data, n, seed)
+    report = point_cloud_metrics(samples[:n], reference, floor=floor, distances=distances, seed=seed)
+    return {"data": data, "note": note, **report}
+
+
+def format_clouds(report: dict) -> str:
+    """The report as the lines `diffusekit eval` prints: one row per distance, the floor beside each figure."""
+    rows = [f"point clouds: {report['n_generated']} generated vs {report['n_reference']} reference ({report['note']})",
+            f"{'metric':10s} {'model':>10s} {'floor':>10s}   (1-NNA: 50% is perfect; COV: higher is better)"]
+    for d in DISTANCES:
+        if d not in report:
+            continue
+        for k, fmt in (("mmd", "{:.5f}"), ("cov", "{:.1%}"), ("1nna", "{:.1%}")):
+            floor = report.get("floor", {}).get(d, {}).get(k)
+            rows.append(f"{d.upper() + ' ' + k.upper():10s} {fmt.format(report[d][k]):>10s} "
+                        f"{fmt.format(floor) if floor is not None else '-':>10s}")
+    return "\n".join(rows)

@@ -31,6 +31,9 @@ class TrainConfig:
     p_uncond: float = 0.1  # label / empty-prompt dropout for classifier-free guidance (Ho & Salimans use 0.1-0.2)
     latent: str | None = None  # latent diffusion: an autoencoder run (`train-autoencoder`); the data is encoded
     # once into its scaled latent space, where this run trains; sampling decodes (`diffusekit.latent`)
+    points_per_step: int | None = None  # point clouds: train each step on this many randomly chosen points of
+    # every cloud (PointFlow's and PVD's tr_sample_size: a set network does not care how many points it sees, and
+    # a quarter of the points costs a quarter); None: all of them. Sampling draws as many points as the data has
     init_from: str | None = None  # fine-tune: start from the EMA weights of this run's latest checkpoint (its
     # network, data shape, conditioning, schedule and prediction); optimizer, step count and EMA start afresh
 
@@ -90,6 +93,10 @@ class TrainConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        if self.points_per_step is not None and (isinstance(self.points_per_step, bool) or not isinstance(
+                self.points_per_step, int) or self.points_per_step < 1):
+            raise ValueError(f"points_per_step must be an integer >= 1 (or None: all points), got "
+                             f"{self.points_per_step!r}")
         if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 1):
             raise ValueError(f"steps must be an integer >= 1, got {self.steps!r}")
         if self.minutes is not None and not self.minutes > 0:

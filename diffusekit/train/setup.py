@@ -25,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from .. import fast
 from ..denoiser import Denoiser
 from ..model import LOG_SIGMA_EMB_SCALE, build_net, build_schedule, check_text_encoder, describe_data, empty_prompt
-from ..nets import PRESETS, UNetConfig, param_count, unet_config
+from ..nets import PRESETS, config_from_info, net_record, param_count, point_config, unet_config
 from ..rundir import RUN_FILE, latest_checkpoint
 from . import distributed
 from .checkpoint import load_checkpoint, write_json_atomic
@@ -183,6 +183,12 @@ def training_data(config: TrainConfig, dist: distributed.Dist, saved: dict | Non
             check_text_encoder(saved["text"])
     else:
         ds = load_data(config.data, image_size=config.image_size)
+    if config.points_per_step is not None:
+        if getattr(ds, "kind", "grid") != "points":
+            raise ValueError(f"points_per_step is for point clouds; {ds.name} is a grid of shape {tuple(ds.x.shape[1:])}")
+        if config.points_per_step > ds.x.shape[-1]:
+            raise ValueError(f"points_per_step={config.points_per_step} is more than the {ds.x.shape[-1]} points of "
+                             f"each cloud of {ds.name}")
     if config.cond == "label" and ds.labels is None:
         raise ValueError(f"--cond label needs labelled data; {ds.name} has no labels")
     return ds, captions, text_info
@@ -259,18 +265,23 @@ def init_source(config: TrainConfig, ds, num_classes, captions) -> tuple[dict, P
     return info, ckpt
 
 
-def network_config(config: TrainConfig, ds, num_classes, text_info, saved, init) -> UNetConfig:
-    """The UNet to train: a resumed run's own (even if the presets' defaults changed since), a fine-tune's source's,
-    or the preset with the user's overrides on top of the defaults this run's diffusion and conditioning need."""
+def network_config(config: TrainConfig, ds, num_classes, text_info, saved, init):
+    """The network to train: a resumed run's own (even if the presets' defaults changed since), a fine-tune's
+    source's, or the preset with the user's overrides on top of the defaults this run's diffusion and conditioning
+    need: a UNetConfig for grids, a PointNetConfig for point clouds (data of kind "points")."""
     if saved is not None:
-        return UNetConfig.from_dict(saved["unet"])
+        return config_from_info(saved)
     if init is not None:
-        return UNetConfig.from_dict(init[0]["unet"])
+        return config_from_info(init[0])
     overrides = dict(config.model_overrides)
     if config.schedule == "karras":  # EDM feeds log(sigma)/4, not a timestep in 0..999
         overrides.setdefault("emb_scale", LOG_SIGMA_EMB_SCALE)
     if num_classes:
         overrides.setdefault("cond_dim", 128)
+    if getattr(ds, "kind", "grid") == "points":
+        if text_info is not None:
+            raise ValueError(f"{ds.name}: point clouds take --cond label or no conditioning, not text")
+        return point_config(config.model, in_channels=ds.x.shape[1], **overrides)
     if text_info is not None:
         overrides.setdefault("context_dim", text_info["dim"])
         # text nets: cross-attention at every level but full resolution, the layout that met the shapes goal
@@ -290,9 +301,9 @@ def autocast_for(config: TrainConfig, net, device, dims):
     return fast.autocast(device, dims), net
 
 
-def run_info(config: TrainConfig, ucfg: UNetConfig, schedule, ds, net, text_info, init) -> dict:
+def run_info(config: TrainConfig, ucfg, schedule, ds, net, text_info, init) -> dict:
     """run.json: everything loading the run back needs (`diffusekit.model.TrainedModel`)."""
-    info = {"train": config.to_dict(), "unet": ucfg.to_dict(), "schedule": schedule.to_dict(),
+    info = {"train": config.to_dict(), **net_record(ucfg), "schedule": schedule.to_dict(),
             "prediction": config.prediction, "data": describe_data(ds), "params": param_count(net)}
     if text_info is not None:
         info["text"] = text_info

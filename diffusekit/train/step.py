@@ -55,6 +55,12 @@ def draw_batch(s: Setup, st: TrainState):
         c = s.net.drop_prompts(TextCond(*s.captions.lookup(idx)).trim(), st.noise_gen)
         cond = TextCond(c.tokens[rows], c.mask[rows]).to(device)
     x0 = s.x_all[idx[rows].to(device)]
+    if config.points_per_step:  # point clouds: a fresh random subset of each cloud's points (drawn last, so
+        # runs without it keep their draws); eps is the same subset of iid normals, so still iid normal
+        keep = torch.rand(config.batch_size, s.x_all.shape[-1], generator=st.noise_gen).argsort(1)
+        keep = keep[rows, None, :config.points_per_step].expand(-1, x0.shape[1], -1).to(device)  # (b, 3, k)
+        x0, eps = x0.gather(2, keep), eps[rows].to(device).gather(2, keep)
+        return x0, sigma[rows].to(device), eps, cond
     return x0, sigma[rows].to(device), eps[rows].to(device), cond
 
 

@@ -87,6 +87,8 @@ def _discs(u: np.ndarray, v: np.ndarray, depth: np.ndarray, r: float, n: int):
     flat = (row * n + col)[inside]
     order = np.lexsort((depth[who], flat))  # by pixel, then far to near: the last of each pixel is the nearest
     flat, who = flat[order], who[order]
+    if not len(flat):  # every point off the canvas
+        return flat, who
     last = np.append(flat[1:] != flat[:-1], True)
     return flat[last], who[last]
 
@@ -121,7 +123,7 @@ def save_rotating_gif(clouds, path: str | os.PathLike, frames: int = 36, size: i
     return save_gif(images, path, duration_ms=duration_ms, loop=0, hold_last_ms=duration_ms)
 
 
-def process_strip(clouds_over_time, path: str | os.PathLike, titles: Sequence[str] | None = None,
+def save_cloud_strip(clouds_over_time, path: str | os.PathLike, titles: Sequence[str] | None = None,
                   size: int = 128, pad: int = 2, **view) -> Path:
     """A PNG of the forward or reverse process: column j shows step j, row i cloud i.
 
@@ -131,12 +133,12 @@ def process_strip(clouds_over_time, path: str | os.PathLike, titles: Sequence[st
     """
     steps = list(clouds_over_time)
     if not steps:
-        raise ValueError("process_strip: no steps; give a list of (N, 3, P) clouds, one per step")
-    batches = [_as_batch(s, "process_strip") for s in steps]
+        raise ValueError("save_cloud_strip: no steps; give a list of (N, 3, P) clouds, one per step")
+    batches = [_as_batch(s, "save_cloud_strip") for s in steps]
     if len({b.shape[0] for b in batches}) != 1:
-        raise ValueError(f"process_strip: every step needs the same number of clouds; got {[len(b) for b in batches]}")
+        raise ValueError(f"save_cloud_strip: every step needs the same number of clouds; got {[len(b) for b in batches]}")
     if titles is not None and len(titles) != len(steps):
-        raise ValueError(f"process_strip: {len(titles)} titles for {len(steps)} steps; give one per step")
+        raise ValueError(f"save_cloud_strip: {len(titles)} titles for {len(steps)} steps; give one per step")
     cells = [render_cloud(b[i], size, **view) for i in range(len(batches[0])) for b in batches]  # row-major
     return save_image(_tile(cells, len(steps), pad, col_labels=titles), path)
 
@@ -178,4 +180,4 @@ def _as_batch(clouds, what: str) -> torch.Tensor:
     return t
 
 
-__all__ = ["render_cloud", "project", "cloud_grid", "save_cloud_grid", "save_rotating_gif", "process_strip"]
+__all__ = ["render_cloud", "project", "cloud_grid", "save_cloud_grid", "save_rotating_gif", "save_cloud_strip"]

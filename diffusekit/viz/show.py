@@ -42,6 +42,8 @@ def show(model: TrainedModel, out_dir: str | Path, sampler: str = "dpmpp-2m", st
     if model.codec is not None:
         return _show_latent(model, out, x0, sched, sampler, steps, seed, num)
     cols = [q_sample(sched, x0, torch.full((len(x0),), t), eps) for t in FORWARD_T]
+    if model.info["data"].get("kind") == "points":
+        return _show_points(model, out, cols, sampler, steps, seed, num)
     if len(model.shape) != 3:
         return _show_other(model, out, cols, sampler, steps, seed, num)
     paths = {"forward": save_strip(cols, out / "forward.png", labels=[f"t={t}" for t in FORWARD_T])}
@@ -80,6 +82,31 @@ def _show_other(model, out: Path, cols, sampler, steps, seed, num) -> dict[str, 
     return {"forward": save_clip_strip(torch.cat([c[:1] for c in cols]), out / "forward.png"),
             "reverse": save_clip_strip(torch.cat(steps_x0 + [final[:1]]), out / "reverse.png"),
             "gif": save_clip_gif(final, out / "reverse.gif")}
+
+
+def _show_points(model, out: Path, cols, sampler, steps, seed, num) -> dict[str, Path]:
+    """Point clouds: forward.png (up to 4 real clouds, rows, at the FORWARD_T levels), reverse.png (x_t and x0_hat
+    of one sample at every step), reverse.gif (the x0_hat of `num` samples step by step, then the samples turning
+    a full circle) and samples.gif (the samples turning)."""
+    from .grids import save_gif
+    from .points import cloud_grid, save_cloud_strip, save_rotating_gif
+
+    labels = [f"t={t}" for t in FORWARD_T]
+    paths = {"forward": save_cloud_strip([c[:4] for c in cols], out / "forward.png", titles=labels, extent=1.5)}
+    x_t, x0_hat = [], []
+
+    def record(info):
+        x_t.append(info["x"][:1].cpu() * (1 + info["sigma"] ** 2) ** -0.5)  # the VP scale: drawable
+        x0_hat.append(info["x0_hat"].cpu())
+
+    final = model.sample(num, sampler=sampler, steps=steps, seed=seed, batch=num, callback=record)
+    pairs = [torch.cat([a, b[:1]]) for a, b in zip(x_t, x0_hat)] + [torch.cat([final[:1], final[:1]])]
+    titles = [f"step {i}" for i in range(len(x_t))] + ["final"]
+    paths["reverse"] = save_cloud_strip(pairs, out / "reverse.png", titles=titles, extent=1.5)  # rows: x_t, x0_hat
+    frames = [cloud_grid(b, size=96) for b in x0_hat + [final]]
+    paths["gif"] = save_gif(frames, out / "reverse.gif", duration_ms=150)
+    paths["samples"] = save_rotating_gif(final, out / "samples.gif", size=96)
+    return paths
 
 
 def _latent_picture(z: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

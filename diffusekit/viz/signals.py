@@ -113,13 +113,20 @@ def save_clip_strip(clip, path: str | os.PathLike, upscale: int | None = None, c
     return save_strip(frames, path, labels=labels, upscale=upscale)
 
 
-def save_samples(x, path: str | os.PathLike, rate: float | None = None) -> Path:
-    """Pictures for any data the engine makes, chosen by shape: signals (B, C, L) -> `save_waveforms` (and
+def save_samples(x, path: str | os.PathLike, rate: float | None = None, kind: str = "grid") -> Path:
+    """Pictures for any data the engine makes. kind="points": point clouds (B, 3, P) -> `viz.points`: a grid of
+    renders, or for a .gif path the grid turning a full circle. Grids (the rest) are chosen by shape: signals (B, C, L) -> `save_waveforms` (and
     `save_spectrograms` beside it, "<name>-spectrogram.png", when `rate` is given); images (B, C, H, W) ->
     `viz.save_grid`; clips (B, C, T, H, W) -> `save_clip_gif` for a .gif path, else `save_clip_strip` of up to
     8 clips (one row each)."""
     path = Path(path)
     t = torch.as_tensor(x)
+    if kind == "points":
+        from .points import save_cloud_grid, save_rotating_gif
+
+        # extent 1.1: clouds fill the unit ball, so zoom onto it (a sample's stray points may fall outside)
+        return (save_rotating_gif(t, path, extent=1.1) if path.suffix.lower() == ".gif"
+                else save_cloud_grid(t, path, extent=1.1))
     if t.ndim == 3:
         if rate:
             save_spectrograms(t, path.with_name(f"{path.stem}-spectrogram{path.suffix}"), rate)

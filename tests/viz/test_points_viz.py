@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from diffusekit.viz.grids import CAPTION_H
-from diffusekit.viz.points import (MARGIN, cloud_grid, process_strip, render_cloud, save_cloud_grid,
+from diffusekit.viz.points import (MARGIN, cloud_grid, save_cloud_strip, render_cloud, save_cloud_grid,
                                    save_rotating_gif)
 
 
@@ -116,19 +116,26 @@ def test_process_strip_layout(tmp_path):
     x0 = torch.stack([_cloud(60, seed=s) for s in range(2)])
     g = torch.Generator().manual_seed(0)
     steps = [x0 + s * torch.randn(x0.shape, generator=g) for s in (0.0, 0.3, 1.0)]
-    path = process_strip(steps, tmp_path / "strip.png", titles=["t=0", "t=300", "t=1000"], size=40)
+    path = save_cloud_strip(steps, tmp_path / "strip.png", titles=["t=0", "t=300", "t=1000"], size=40)
     with Image.open(path) as im:
         assert im.format == "PNG" and im.size == (3 * 42 + 2, CAPTION_H + 2 * 42 + 2)
         a = np.asarray(im)
     assert _ink(a[:CAPTION_H]).any()  # the titles
     assert np.array_equal(a[CAPTION_H + 2 : CAPTION_H + 42, 2:42], render_cloud(x0[0], 40))  # row 0, step 0
     assert np.array_equal(a[CAPTION_H + 44 : CAPTION_H + 84, 2:42], render_cloud(x0[1], 40))  # row 1, step 0
-    with Image.open(process_strip(torch.stack(steps), tmp_path / "plain.png", size=40)) as untitled:
+    with Image.open(save_cloud_strip(torch.stack(steps), tmp_path / "plain.png", size=40)) as untitled:
         assert untitled.size == (3 * 42 + 2, 2 * 42 + 2)
     with pytest.raises(ValueError, match="same number of clouds"):
-        process_strip([x0, x0[:1]], tmp_path / "bad.png")
+        save_cloud_strip([x0, x0[:1]], tmp_path / "bad.png")
 
 
 def test_far_off_points_are_off_the_picture():
     far = torch.tensor([[1e30, -1e12, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])  # a diverged sample's values
     assert np.array_equal(render_cloud(far), render_cloud(far[:, 2:]))
+
+
+def test_a_cloud_entirely_off_the_canvas_renders_blank():
+    from diffusekit.viz.points import render_cloud
+
+    far = torch.full((3, 5), 50.0)  # every point far outside the extent
+    assert (render_cloud(far, size=32) == 255).all()
