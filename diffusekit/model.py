@@ -203,7 +203,10 @@ class TrainedModel:
             with amp:  # the network in bf16 where that is fast; the sampler's arithmetic stays fp32
                 x = sample(den, (b, *self.shape), sampler=sampler, steps=steps, generator=g, cond=cond,
                            callback=callback, device=self.device, **options)
-            out.append(x.cpu() if self.codec is not None else x.clamp(-1, 1).cpu())  # latents are not bounded
+            # images are clipped to their range; latents and point coordinates are not bounded (a cloud clipped
+            # to the [-1, 1] cube would get square corners)
+            bounded = self.codec is None and self.info["data"].get("kind", "grid") == "grid"
+            out.append(x.clamp(-1, 1).cpu() if bounded else x.cpu())
             if progress is not None:
                 progress(b)
         out = torch.cat(out)
