@@ -110,6 +110,8 @@ def judge(args) -> dict:
         row = curve_of(run)
         row["evals"] = []
         ckpts = list_checkpoints(run / "checkpoints")
+        if args.every_minutes:
+            ckpts = on_the_marks(ckpts, args.every_minutes * 60)
         for ckpt in ckpts:
             state = json.loads((ckpt / "state.json").read_text())
             if (str(run), state["step"]) in reused:  # judged before with the same n, seed and sampler
@@ -133,6 +135,20 @@ def judge(args) -> dict:
         row["final_fd"] = row["evals"][-1]["fd"] if row["evals"] else None
         runs.append(row)
     return compare(runs)
+
+
+def on_the_marks(ckpts: list[Path], every_s: float) -> list[Path]:
+    """The checkpoints written on a training-time schedule (`--checkpoint-minutes`): for each mark k * every_s, the
+    first checkpoint at or after it (a run also checkpoints every checkpoint_every steps: those are skipped), and
+    the last."""
+    elapsed = [json.loads((c / "state.json").read_text())["elapsed_s"] for c in ckpts]
+    keep, mark = [], every_s
+    for c, e in zip(ckpts, elapsed):
+        if e >= mark:
+            keep.append(c)
+            while mark <= e:
+                mark += every_s
+    return keep + ([ckpts[-1]] if ckpts and ckpts[-1] not in keep else [])
 
 
 def reused_fids(log: Path) -> dict:
@@ -214,6 +230,7 @@ def main(argv=None) -> int:
     j.add_argument("runs", nargs="+")
     j.add_argument("--n", type=int, default=500)
     j.add_argument("--reuse", type=Path, help="an earlier judge's log: its checkpoints are not judged again")
+    j.add_argument("--every-minutes", type=float, help="judge only the checkpoints of this training-time schedule")
     j.add_argument("--first-final-only", action="store_true",
                    help="judge only the final checkpoint of the first run (beside the reused ones)")
     r = sub.add_parser("reconstruct")
