@@ -10,7 +10,6 @@ prompts of the training sample grids (the default prompts of `sample`, as labels
 
 from __future__ import annotations
 
-import json
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
@@ -20,10 +19,11 @@ from safetensors.torch import load_file
 
 from . import fast
 from .conditioning import Guided, LabelConditioned, TextCond, TextConditioned
+from .data.files import check_file, check_fits
 from .denoiser import Denoiser
 from .nets import build, config_from_info
 from .samplers import sample
-from .rundir import RUN_FILE, latest_checkpoint, read_run_info
+from .rundir import RUN_FILE, bad_record, latest_checkpoint, read_run_info, read_state
 from .schedules import get_schedule, schedule_from_dict
 
 LOG_SIGMA_EMB_SCALE = 250.0  # UNet embedding scale when it sees log(sigma)/4 (range ~[-1.6, 1.1]) not t in 0..999
@@ -51,6 +51,8 @@ def check_weights_fit(net: torch.nn.Module, weights: Path, run_dir: Path) -> Non
     from its header: a mismatch (a hand-edited run.json, another run's weights) is one line naming both."""
     from safetensors import SafetensorError, safe_open
 
+    # a FIFO would block, /dev/zero or a sparse file of terabytes would be mapped whole
+    check_fits(weights, check_file(weights), "mapping these weights")
     try:
         with safe_open(str(weights), framework="pt") as f:
             have = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
@@ -63,6 +65,27 @@ def check_weights_fit(net: torch.nn.Module, weights: Path, run_dir: Path) -> Non
         raise ValueError(f"{weights} does not fit the network {run_dir / RUN_FILE} describes ({len(diff)} tensors "
                          f"differ, e.g. {k}: file {have.get(k, 'absent')}, run.json {want.get(k, 'absent')}); was "
                          f"run.json edited?")
+
+
+def check_loops(config, weights: Path, run_dir: Path) -> None:
+    """The blocks a config asks for against the tensors the weights file holds (read from its header): every block
+    has tensors, so more blocks than tensors cannot fit, and building them (even on the meta device) could take
+    hours for a run.json that asks for 10^18 blocks."""
+    from safetensors import SafetensorError, safe_open
+
+    blocks = getattr(config, "depth", 0) + getattr(config, "num_res_blocks", 0) * len(getattr(config, "channel_mult",
+                                                                                                   ()))
+    if blocks <= 100:  # every real network: no need to open the file twice
+        return
+    check_fits(weights, check_file(weights), "mapping these weights")
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            tensors = len(f.keys())
+    except (SafetensorError, OSError) as e:
+        raise ValueError(f"{weights}: not a readable safetensors file ({e}); the checkpoint may be truncated") from e
+    if blocks > tensors:
+        raise ValueError(f"{run_dir / RUN_FILE} asks for {blocks:,} blocks, more than the {tensors:,} tensors of "
+                         f"{weights}; was run.json edited?")
 
 
 _TEXT_ENCODERS: dict = {}  # max_length -> TextEncoder: loaded once per process (~1 s), shared by every run
@@ -151,20 +174,31 @@ class TrainedModel:
         ckpt = Path(checkpoint) if checkpoint else latest_checkpoint(run_dir / "checkpoints")
         if ckpt is None:
             raise FileNotFoundError(f"{run_dir} has no complete checkpoint yet (in {run_dir / 'checkpoints'})")
-        train = info["train"]
-        if train.get("cond") == "text" and "text" not in info:
-            raise ValueError(f"{run_dir / RUN_FILE} is a text run without its 'text' record (encoder, max_length); "
-                             f"it was written by an unfinished version: train it again")
-        args = (config_from_info(info), info["data"]["num_classes"] if train.get("cond") == "label" else None)
-        text_null = empty_prompt(info["text"]) if train.get("cond") == "text" else None
-        with torch.device("meta"):  # shapes only, no memory: a run.json that asks for a huge network is refused here
-            check_weights_fit(build_net(*args, text_null=text_null), ckpt / f"{weights}.safetensors", run_dir)
-        net = build_net(*args, text_null=text_null)
-        net.load_state_dict(load_file(str(ckpt / f"{weights}.safetensors")))
-        step = json.loads((ckpt / "state.json").read_text())["step"]
-        if precision == "auto":
-            net = fast.prepare_model(net, device, len(info["data"]["shape"]) - 1)
-        return cls(info, net.to(device), step, device, precision)
+        path = ckpt / f"{weights}.safetensors"
+        try:  # a run.json edited by hand can lack any field or hold any type: one line that names it
+            train = info["train"]
+            if train.get("cond") == "text" and "text" not in info:
+                raise ValueError(f"{run_dir / RUN_FILE} is a text run without its 'text' record (encoder, "
+                                 f"max_length); it was written by an unfinished version: train it again")
+            args = (config_from_info(info), info["data"]["num_classes"] if train.get("cond") == "label" else None)
+            check_loops(args[0], path, run_dir)
+            text_null = empty_prompt(info["text"]) if train.get("cond") == "text" else None
+            with torch.device("meta"):  # shapes only, no memory: a run.json asking for a huge network is refused here
+                check_weights_fit(build_net(*args, text_null=text_null), path, run_dir)
+            net = build_net(*args, text_null=text_null)
+            state = load_file(str(path))
+            bad = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+            if bad is not None:
+                raise ValueError(f"{path}: tensor {bad} holds NaN or inf; the checkpoint is corrupt")
+            net.load_state_dict(state)
+            step = read_state(ckpt)["step"]
+            if precision == "auto":
+                net = fast.prepare_model(net, device, len(info["data"]["shape"]) - 1)
+            return cls(info, net.to(device), step, device, precision)
+        except (KeyError, TypeError, AttributeError, IndexError, RuntimeError, ValueError, OverflowError) as e:
+            if isinstance(e, ValueError) and str(run_dir) in str(e):
+                raise  # already says which file
+            raise bad_record(run_dir / RUN_FILE, e) from e
 
     @torch.no_grad()
     def sample(self, num: int, sampler: str = "dpmpp-2m", steps: int = 20, seed: int = 0, batch: int = 64,

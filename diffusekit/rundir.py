@@ -11,12 +11,31 @@ Both training (resume, fine-tune) and a trained model loaded back (`diffusekit.m
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from pathlib import Path
 
 RUN_FILE = "run.json"
 FILES = ("model.safetensors", "ema.safetensors", "state.safetensors", "state.json")  # one checkpoint, complete
+MAX_JSON_BYTES = 64 << 20  # run.json and state.json are a few KB; metrics.jsonl ~100 bytes a logged step
 _NAME = re.compile(r"^step-(\d+)$")
+
+
+def read_json(path: Path, what: str):
+    """One JSON file of a run directory, parsed; anything wrong with it is one ValueError that names it."""
+    try:
+        size = os.stat(path).st_size
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise ValueError("not a regular file")
+        if size > MAX_JSON_BYTES:
+            raise ValueError(f"{size:,} bytes, over the {MAX_JSON_BYTES:,} such a file ever takes")
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, RecursionError) as e:  # ValueError: bad JSON, bad UTF-8, a 5,000-digit number
+        raise ValueError(f"{path} is not a readable {what} ({' '.join(str(e).split())}); it may be truncated or "
+                         f"edited by hand") from e
 
 
 def read_run_info(run_dir: str | Path) -> dict:
@@ -26,13 +45,24 @@ def read_run_info(run_dir: str | Path) -> dict:
     if not path.exists():
         raise FileNotFoundError(f"{run_dir} is not a diffusekit run directory (no {RUN_FILE}); train one with "
                                 f"`diffusekit train --out {run_dir}`")
-    try:
-        info = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path} is not a readable run record ({e}); it may be truncated or edited by hand") from e
+    info = read_json(path, "run record")
     if not isinstance(info, dict):
         raise ValueError(f"{path} is not a run record: a JSON object was expected")
     return info
+
+
+def read_state(ckpt: Path) -> dict:
+    """A checkpoint's state.json (step, images seen, time trained, ...), as a dict."""
+    state = read_json(ckpt / "state.json", "checkpoint state")
+    if not isinstance(state, dict) or not isinstance(state.get("step", 0), int):
+        raise ValueError(f"{ckpt / 'state.json'} is not a checkpoint state: an object with an integer step")
+    return state
+
+
+def bad_record(path: Path, e: Exception) -> ValueError:
+    """A run.json that parses but lacks a field or holds the wrong type: one line naming the file and the field."""
+    what = f"no field {e}" if isinstance(e, KeyError) else " ".join(str(e).split())
+    return ValueError(f"{path} is not a complete run record ({type(e).__name__}: {what}); was it edited by hand?")
 
 
 def list_checkpoints(ckpt_dir: Path) -> list[Path]:
@@ -53,25 +83,50 @@ def run_summary(run_dir: str | Path) -> dict:
     run_dir = Path(run_dir)
     info = read_run_info(run_dir)
     ckpts = list_checkpoints(run_dir / "checkpoints")
-    state = json.loads((ckpts[-1] / "state.json").read_text()) if ckpts else {}
+    state = read_state(ckpts[-1]) if ckpts else {}
     last = None
     log = run_dir / "metrics.jsonl"
     if log.exists():
-        rows = [json.loads(ln) for ln in log.read_text().splitlines() if ln.strip()]
-        losses = [r for r in rows if "loss" in r]
+        rows = []
+        for line in read_json_lines(log):  # a line torn by a crash mid-write is skipped, not fatal
+            try:
+                rows.append(json.loads(line))
+            except (ValueError, RecursionError):
+                continue
+        losses = [r for r in rows if isinstance(r, dict) and "loss" in r]
         last = losses[-1] if losses else None
-    return {
-        "run_dir": str(run_dir), "params": info["params"], "model": info["train"].get("model", "autoencoder"),
-        "data": info["data"], "steps_trained": state.get("step", 0), "images_seen": state.get("images_seen", 0),
-        "minutes_trained": round(state.get("elapsed_s", 0) / 60, 2), "last_loss": last and last["loss"],
-        "checkpoints": [p.name for p in ckpts], "train": info["train"], "unet": info.get("unet"),
-        "arch": info.get("arch", "unet"), "net": info.get("net"),
-        "schedule": info.get("schedule"), "prediction": info.get("prediction"), "latent": info.get("latent"),
-        "autoencoder": info.get("autoencoder"), "latent_scale": state.get("latent_scale")}
+    try:
+        return {
+            "run_dir": str(run_dir), "params": info["params"], "model": info["train"].get("model", "autoencoder"),
+            "data": info["data"], "steps_trained": state.get("step", 0), "images_seen": state.get("images_seen", 0),
+            "minutes_trained": round(state.get("elapsed_s", 0) / 60, 2), "last_loss": last and last["loss"],
+            "checkpoints": [p.name for p in ckpts], "train": info["train"], "unet": info.get("unet"),
+            "arch": info.get("arch", "unet"), "net": info.get("net"),
+            "schedule": info.get("schedule"), "prediction": info.get("prediction"), "latent": info.get("latent"),
+            "autoencoder": info.get("autoencoder"), "latent_scale": state.get("latent_scale")}
+    except (KeyError, TypeError, AttributeError, ValueError) as e:
+        raise bad_record(run_dir / RUN_FILE, e) from e
+
+
+def read_json_lines(path: Path) -> list[str]:
+    """The lines of a JSON-lines log, with the same checks as `read_json` (regular file, size, UTF-8)."""
+    if not stat.S_ISREG(os.stat(path).st_mode) or os.stat(path).st_size > MAX_JSON_BYTES:
+        raise ValueError(f"{path} is not a readable log: not a regular file, or over {MAX_JSON_BYTES:,} bytes")
+    try:
+        return path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not a readable log ({e})") from e
 
 
 def format_summary(summary: dict) -> str:
     """`run_summary` as the lines `diffusekit info` prints."""
+    try:
+        return _summary_lines(summary)
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError) as e:
+        raise bad_record(Path(summary["run_dir"]) / RUN_FILE, e) from e
+
+
+def _summary_lines(summary: dict) -> str:
     d = summary["data"]
     return "\n".join([
         f"run          {summary['run_dir']}",
@@ -121,5 +176,5 @@ def _network_line(summary: dict) -> str:
             f"{summary['prediction']}, schedule {summary['schedule']['name']}")
 
 
-__all__ = ["RUN_FILE", "FILES", "read_run_info", "list_checkpoints", "latest_checkpoint", "run_summary",
-           "format_summary", "settings_lines"]
+__all__ = ["RUN_FILE", "FILES", "read_json", "read_state", "bad_record", "read_run_info", "list_checkpoints",
+           "latest_checkpoint", "run_summary", "format_summary", "settings_lines"]

@@ -17,15 +17,20 @@ from __future__ import annotations
 import os
 import warnings
 import zipfile
+import zlib
 from pathlib import Path
+from tokenize import TokenError
 
 import numpy as np
 import torch
 
 from .dataset import DataError, InMemoryDataset
+from .files import check_file, check_fits
 
 X_KEYS = ("x", "images")
 LABEL_KEYS = ("labels", "y")
+ZIP_BOMB_RATIO, ZIP_BOMB_BYTES = 200, 64 << 20  # real arrays deflate 2-20x; zeros deflate ~1000x
+MAX_CLASSES = 1_000_000  # labels are class indices: a larger one is a corrupt file, and an embedding table too big
 EXPECTED = "expected (N, C, *spatial): (N, C, L) signals, (N, C, H, W) images or (N, C, T, H, W) video"
 
 
@@ -51,37 +56,49 @@ def load_array(path: str | os.PathLike) -> InMemoryDataset:
     return InMemoryDataset(t, labels, None, name=path.stem, source=str(path), notes=[note])
 
 
-def check_npy_header(f, size: int, where: str) -> None:
+def check_npy_header(f, size: int, where: str) -> int:
     """Refuse an .npy stream whose header declares more data than the `size` bytes that hold it (before numpy
-    allocates what the header asks: a header can declare terabytes in a few bytes)."""
+    allocates what the header asks: a header can declare terabytes in a few bytes). Returns the number of elements."""
     try:
         version = np.lib.format.read_magic(f)
         read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, _, dtype = read(f, max_header_size=10_000)
-    except (ValueError, OSError, EOFError, SyntaxError) as e:
+    except (ValueError, OSError, EOFError, SyntaxError, TokenError) as e:  # TokenError: numpy's header tokenizer
         raise DataError(f"{where}: not a valid .npy array header ({e})") from e
     declared = int(np.prod(shape, dtype=np.float64) * dtype.itemsize) if not dtype.hasobject else 0
     if declared > size - f.tell():
         raise DataError(f"{where}: its header declares shape {tuple(shape)} of {dtype} ({declared:,} bytes), but the "
                         f"file holds only {max(size - f.tell(), 0):,}: truncated or corrupt")
+    return int(np.prod(shape, dtype=np.float64))
 
 
 def check_array_file(path: Path) -> None:
-    """The headers of an .npy, or of every array in an .npz, against the bytes that hold them."""
+    """The headers of an .npy, or of every array in an .npz, against the bytes that hold them and against the
+    memory that reading them takes (the data, its float64 copy and the scaled float32 result: ~32 bytes an
+    element); a deflated member that expands over ZIP_BOMB_RATIO times is refused as a zip bomb."""
+    size = check_file(path)
+    elements = 0
     if zipfile.is_zipfile(path):
         try:
             with zipfile.ZipFile(path) as z:
                 for info in z.infolist():
+                    if info.file_size > ZIP_BOMB_BYTES and info.file_size > ZIP_BOMB_RATIO * info.compress_size:
+                        raise DataError(f"{path} ({info.filename}): {info.compress_size:,} bytes that expand to "
+                                        f"{info.file_size:,}: refused as a zip bomb (save real data with np.savez, "
+                                        f"uncompressed)")
                     if info.filename.endswith(".npy"):
                         with z.open(info) as f:
-                            check_npy_header(f, info.file_size, f"{path} ({info.filename})")
-        except (zipfile.BadZipFile, OSError, EOFError) as e:
+                            elements += check_npy_header(f, info.file_size, f"{path} ({info.filename})")
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error) as e:  # zlib: a corrupt deflate
+            if isinstance(e, DataError):
+                raise
             raise DataError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from e
-        return
-    with open(path, "rb") as f:
-        if f.read(6) == b"\x93NUMPY":
-            f.seek(0)
-            check_npy_header(f, path.stat().st_size, str(path))
+    else:
+        with open(path, "rb") as f:
+            if f.read(6) == b"\x93NUMPY":
+                f.seek(0)
+                elements = check_npy_header(f, size, str(path))
+    check_fits(path, max(elements * 32, size), "reading this array")
 
 
 def _read(path: Path) -> tuple[np.ndarray, np.ndarray | None, str | None]:
@@ -111,12 +128,16 @@ def _read(path: Path) -> tuple[np.ndarray, np.ndarray | None, str | None]:
             labels = data[label_key] if label_key else None
         except ValueError as e:
             raise DataError(f"{path}: cannot load without pickle ({e}); save plain numeric arrays") from e
+        except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:  # members are inflated only here
+            raise DataError(f"{path}: a corrupt member in the .npz ({type(e).__name__}: {e})") from e
     return x, labels, key
 
 
 def scale_to_unit(x: np.ndarray, where: str) -> tuple[torch.Tensor, str]:
     """An array of any real or integer dtype as float32 in [-1, 1], and a note of the rule applied (the rule
     training arrays get, so an array means the same wherever it is read)."""
+    if x.size == 0:
+        raise DataError(f"{where}: array has shape {x.shape}: it is empty")
     if x.dtype == np.uint8:
         return torch.from_numpy(x.astype(np.float32) / 127.5 - 1), "uint8 0..255 scaled to [-1, 1]"
     if x.dtype == np.uint16:
@@ -136,8 +157,9 @@ def scale_to_unit(x: np.ndarray, where: str) -> tuple[torch.Tensor, str]:
         y, note = x, "values already in [-1, 1], kept"
     elif hi == lo:
         y, note = np.zeros_like(x), f"constant array ({lo:g}) mapped to 0"
-    else:
-        y, note = 2 * (x - lo) / (hi - lo) - 1, f"values in [{lo:g}, {hi:g}] min/max-scaled to [-1, 1]"
+    else:  # halves first: x - lo and hi - lo overflow to inf for values near +-1.8e308
+        mid, half = hi / 2 + lo / 2, hi / 2 - lo / 2
+        y, note = np.clip(x / half - mid / half, -1, 1), f"values in [{lo:g}, {hi:g}] min/max-scaled to [-1, 1]"
     return torch.from_numpy(y.astype(np.float32)), note
 
 
@@ -148,6 +170,7 @@ def _check_labels(labels: np.ndarray, n: int, where: str) -> torch.Tensor:
         labels = labels.astype(np.int64)  # integer-valued floats, as some tools save them
     if not np.issubdtype(labels.dtype, np.integer):
         raise DataError(f"{where}: labels must be integers (class indices); got dtype {labels.dtype}")
-    if labels.min() < 0:
-        raise DataError(f"{where}: labels must be >= 0; got min {labels.min()}")
+    if labels.min() < 0 or labels.max() >= MAX_CLASSES:
+        raise DataError(f"{where}: labels must be class indices in 0..{MAX_CLASSES - 1}; got {labels.min()}.."
+                        f"{labels.max()}")
     return torch.from_numpy(labels.astype(np.int64))

@@ -36,11 +36,13 @@ from pathlib import Path
 import numpy as np
 
 from .dataset import CaptionedDataset, DataError, InMemoryDataset
+from .files import check_file, check_fits
 from .folder import list_images, load_folder
 from .load import load_data
 from .shapes import load_shapes
 
 CAPTIONS_FILE = "captions.jsonl"
+MAX_CAPTION_BYTES = 1 << 20  # a .txt caption is a sentence or a paragraph; a megabyte is a file put there by mistake
 DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 # {d}: the numeral, {w}: the word. Short and long phrasings, so a model learns both "7" and a sentence.
 DIGIT_TEMPLATES = [
@@ -150,6 +152,7 @@ def load_captioned_folder(folder: str | os.PathLike, image_size: int | None = No
 
 def _read_jsonl(path: Path, existing: set[str]) -> dict[str, str]:
     captions: dict[str, str] = {}
+    check_fits(path, 16 * check_file(path), "reading this caption file")  # str, lines and dicts: ~16x the bytes
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as e:
@@ -159,8 +162,8 @@ def _read_jsonl(path: Path, existing: set[str]) -> dict[str, str]:
             continue
         try:
             entry = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{n}: not valid JSON ({e.msg}); expected "
+        except (ValueError, RecursionError) as e:  # also a 5,000-digit number, and nesting too deep for the parser
+            raise DataError(f"{path}:{n}: not valid JSON ({getattr(e, 'msg', e)}); expected "
                             f'{{"file": "a.png", "caption": "..."}}') from e
         if not isinstance(entry, dict) or not isinstance(entry.get("file"), str) \
                 or not isinstance(entry.get("caption"), str):
@@ -190,6 +193,8 @@ def _read_txt(folder: Path, files: list[Path], rel: list[str]) -> dict[str, str]
         txt = p.with_suffix(".txt")
         if not txt.is_file():
             continue
+        if check_file(txt) > MAX_CAPTION_BYTES:
+            raise DataError(f"{txt}: {txt.stat().st_size:,} bytes is no caption (at most {MAX_CAPTION_BYTES:,})")
         try:
             caption = " ".join(txt.read_text(encoding="utf-8").split())
         except (OSError, UnicodeDecodeError) as e:

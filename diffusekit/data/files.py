@@ -4,10 +4,14 @@ Shared by every folder reader (images, captions, WAVs, clips)."""
 from __future__ import annotations
 
 import os
+import resource
+import stat
 from collections import Counter
 from pathlib import Path
 
 import torch
+
+from .dataset import DataError
 
 
 def list_files(folder: Path) -> list[Path]:
@@ -42,13 +46,39 @@ def tally(values: list, files: list[Path], rel, unit: str) -> str:
     return ", ".join(parts)
 
 
-def _list_files(folder: Path) -> list[Path]:
-    """Every non-hidden file under folder (any depth), sorted by relative path."""
-    out = []
-    for root, dirs, names in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        out += [Path(root, name) for name in sorted(names) if not name.startswith(".")]
-    return sorted(out, key=lambda p: p.relative_to(folder).as_posix())
+def check_file(path: str | os.PathLike) -> int:
+    """The size of `path`, refused unless it is a regular file (after symlinks): a FIFO would block the reader
+    forever, /dev/zero would feed it forever, a folder or a symlink loop has nothing to read."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file (or a symlink to nothing)") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot be read ({e.strerror})") from e
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a folder" if stat.S_ISDIR(st.st_mode) else "a device, FIFO or socket"
+        raise DataError(f"{path}: not a regular file ({kind})")
+    return st.st_size
 
 
-__all__ = ["list_files", "folder_labels", "tally"]
+def memory_budget() -> int:
+    """Bytes this process may still allocate: the machine's memory, or less under an address-space limit."""
+    budget = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        with open("/proc/self/status") as f:
+            used = int(next(ln for ln in f if ln.startswith("VmSize:")).split()[1]) * 1024
+        budget = min(budget, soft - used)
+    return budget
+
+
+def check_fits(path, nbytes: int, what: str) -> None:
+    """Refuse, before allocating, a file whose reading would need more memory than there is (a header can declare
+    terabytes in a few bytes; a sparse file can claim gigabytes it does not hold)."""
+    budget = memory_budget()
+    if nbytes > budget:
+        raise DataError(f"{path}: {what} needs about {nbytes / 2**30:,.1f} GiB of memory, more than the "
+                        f"{max(budget, 0) / 2**30:,.1f} GiB this process can have")
+
+
+__all__ = ["list_files", "folder_labels", "tally", "check_file", "check_fits", "memory_budget"]

@@ -27,10 +27,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from .files import folder_labels, list_files
+from .files import check_file, check_fits, folder_labels, list_files
 from .dataset import DataError, InMemoryDataset, check_channels, check_image_size, median_int, uint8_to_unit
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+# The decoders a file may reach, whatever its extension says (a .jpg is often a PNG; camera MPOs open through JPEG);
+# the rest of Pillow's ~40 formats stay out of reach of a hostile file.
+PIL_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "DIB", "GIF")
+# Pillow only warns below twice its limit: up to ~179 M pixels, ~0.7 GB as RGBA before compositing. Refused from the
+# header instead, so a small file that declares a huge image (a decompression bomb) is never decoded.
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS  # ~89 M pixels: a 9,459 x 9,459 photo
 DEFAULT_MAX_SIZE = 64  # cap for the automatic size: 64x64 keeps a photo folder trainable on a CPU
 GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
 ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
@@ -53,7 +59,10 @@ def load_folder(
     headers: list[tuple[Path, tuple[int, int], bool]] = []  # (path, (w, h), is_gray)
     for path in files:
         try:
-            with Image.open(path) as im:
+            # a FIFO named a.png would block Image.open forever; WebP reads the whole file (a sparse one: gigabytes)
+            check_fits(path, check_file(path), "reading this image")
+            with Image.open(path, formats=PIL_FORMATS) as im:
+                check_pixels(path, im.size)
                 headers.append((path, im.size, _is_gray(im)))
         except Exception as e:  # Pillow raises many types for bad files; any of them means "skip this file"
             failed[path] = _reason(path, e)
@@ -113,7 +122,8 @@ def load_folder(
 
 def _reason(path: Path, e: Exception) -> str:
     """"path: ErrorType: message", without Pillow's repetition of the path inside the message."""
-    return f"{path}: {type(e).__name__}: {str(e).replace(f' {str(path)!r}', '')}"
+    msg = str(e).replace(f" {str(path)!r}", "").removeprefix(f"{path}: ")
+    return f"{path}: {type(e).__name__}: {msg}"
 
 
 def list_images(folder: Path) -> tuple[list[Path], list[Path]]:
@@ -130,6 +140,14 @@ def _is_gray(im: Image.Image) -> bool:
         pal = im.getpalette() or []
         return all(pal[i] == pal[i + 1] == pal[i + 2] for i in range(0, len(pal) - 2, 3))
     return False
+
+
+def check_pixels(path, size: tuple[int, int]) -> None:
+    """Refuse an image whose header declares more than MAX_PIXELS, before any of it is decoded."""
+    w, h = size
+    if w * h > MAX_PIXELS:
+        raise DataError(f"{path}: the header declares {w} x {h} = {w * h:,} pixels, over the {MAX_PIXELS:,} "
+                        f"allowed (a decompression bomb, or an image to downscale first)")
 
 
 def crop_to_aspect(w: int, h: int, W: int, H: int) -> tuple[float, float, float, float]:
@@ -151,9 +169,12 @@ def read_image(path: str | os.PathLike, size: int | tuple[int, int], channels: i
     Returns (pixels, info), info = {"mode": the file's mode, "size": its (width, height), "alpha": whether
     transparency was composited, "gray": whether it was grey before the conversion (mode 1 or L, or RGB with three
     equal channels), "cropped": whether the crop cut anything off}. Pillow's errors for a file it cannot decode
-    (unknown format, truncated) pass through."""
+    (unknown format, truncated) pass through; a file that is not a regular one, or whose header declares over
+    MAX_PIXELS, is a DataError before anything is decoded."""
     H, W = (size, size) if isinstance(size, int) else size
-    with Image.open(path) as im:
+    check_fits(path, check_file(path), "reading this image")  # as in load_folder's first pass
+    with Image.open(path, formats=PIL_FORMATS) as im:
+        check_pixels(path, im.size)
         im.load()  # raises here for a truncated file
         im = ImageOps.exif_transpose(im)
         info = {"mode": im.mode, "size": im.size, "alpha": False, "cropped": False}

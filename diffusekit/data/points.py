@@ -38,8 +38,9 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from .arrays import check_array_file
 from .dataset import DataError, InMemoryDataset, median_int
-from .files import folder_labels, list_files
+from .files import check_file, check_fits, folder_labels, list_files
 
 CLOUD_EXTENSIONS = (".ply", ".npy", ".xyz")
 SHAPES3D_CLASSES = ["ellipsoid", "torus", "box", "cylinder", "cone"]
@@ -187,6 +188,7 @@ def load_cloud_folder(folder: str | os.PathLike, points: int | None = None, seed
     for path, cloud in zip(files, read):
         if len(cloud) != points:
             notes.append(f"{path.name}: {len(cloud)} points resampled to {points}")
+        cloud = cloud / np.abs(cloud).max()  # scale-free, and normalise's mean and norms stay clear of overflow
         clouds.append(cloud[rng.choice(len(cloud), points, replace=len(cloud) < points)])
     labels, class_names = folder_labels(folder, files, files)
     x = torch.from_numpy(normalise(np.stack(clouds)).astype(np.float32)).transpose(1, 2).contiguous()
@@ -200,11 +202,14 @@ def read_cloud(path: str | os.PathLike) -> np.ndarray:
     """One cloud file -> float64 (P, 3), checked: finite, at least 3 points."""
     path = Path(path)
     suffix = path.suffix.lower()
+    size = check_file(path)
     try:
         if suffix == ".npy":
+            check_array_file(path)  # a header that declares terabytes, a zip in disguise
             pts = np.load(path, allow_pickle=False)
         elif suffix == ".xyz":
-            pts = np.loadtxt(path, ndmin=2)[:, :3] if path.stat().st_size else np.zeros((0, 3))
+            check_fits(path, 16 * size, "reading this text cloud")  # loadtxt holds ~8 bytes a character at worst
+            pts = np.loadtxt(path, ndmin=2)[:, :3] if size else np.zeros((0, 3))
         elif suffix == ".ply":
             pts = read_ply(path)
         else:
@@ -221,38 +226,53 @@ def read_cloud(path: str | os.PathLike) -> np.ndarray:
     bad = ~np.isfinite(pts).all(1)
     if bad.any():
         raise DataError(f"{path}: {int(bad.sum())} of {len(pts)} points are NaN or inf; fix or drop them")
-    return pts.astype(np.float64)
+    pts = pts.astype(np.float64)
+    peak = np.abs(pts).max()
+    if peak == 0 or np.ptp(pts / peak, axis=0).max() == 0:  # scaled first: ptp of +-1e308 overflows
+        raise DataError(f"{path}: all {len(pts)} points coincide; a cloud needs a shape to centre and scale")
+    return pts
 
 
 PLY_TYPES = {"char": "i1", "uchar": "u1", "short": "i2", "ushort": "u2", "int": "i4", "uint": "u4", "float": "f4",
              "double": "f8", "int8": "i1", "uint8": "u1", "int16": "i2", "uint16": "u2", "int32": "i4",
              "uint32": "u4", "float32": "f4", "float64": "f8"}
+PLY_LINE = 1 << 16  # bytes: the longest header or ascii vertex line read
+
+
+def _ply_header(f, path: Path) -> tuple[str | None, list]:
+    """(format, elements [name, count, [(property name, type or 'list')]]) of a PLY header, read line by line."""
+    fmt, elements = None, []
+    for _ in range(10_000):
+        line = f.readline(PLY_LINE)  # bounded: a header line of megabytes is no header
+        if not line:
+            raise DataError(f"{path}: the PLY header never ends (no end_header)")
+        words = line.decode("ascii", "replace").split()
+        if not words or words[0] in ("comment", "obj_info"):
+            continue
+        try:
+            if words[0] == "format":
+                fmt = words[1]
+            elif words[0] == "element":
+                elements.append([words[1], int(words[2]), []])
+                if elements[-1][1] < 0:
+                    raise ValueError(f"negative count {words[2]}")
+            elif words[0] == "property" and elements:
+                elements[-1][2].append((words[-1], "list" if words[1] == "list" else words[1]))
+            elif words[0] == "end_header":
+                return fmt, elements
+        except (IndexError, ValueError) as e:
+            raise DataError(f"{path}: a malformed PLY header line {line[:80]!r} ({e})") from e
+    raise DataError(f"{path}: the PLY header is over 10,000 lines")
 
 
 def read_ply(path: str | os.PathLike) -> np.ndarray:
     """The vertex positions (P, 3) of a PLY file (Turk 1994's format; header rules in the module docstring)."""
     path = Path(path)
+    size = check_file(path)
     with open(path, "rb") as f:
-        if f.readline().strip() != b"ply":
+        if f.readline(PLY_LINE).strip() != b"ply":
             raise DataError(f"{path}: not a PLY file (no 'ply' magic line)")
-        fmt, elements = None, []  # elements: [name, count, [(prop name, type or 'list')]]
-        for _ in range(10_000):
-            line = f.readline()
-            if not line:
-                raise DataError(f"{path}: the PLY header never ends (no end_header)")
-            words = line.decode("ascii", "replace").split()
-            if not words or words[0] in ("comment", "obj_info"):
-                continue
-            if words[0] == "format":
-                fmt = words[1]
-            elif words[0] == "element":
-                elements.append([words[1], int(words[2]), []])
-            elif words[0] == "property" and elements:
-                elements[-1][2].append((words[-1], "list" if words[1] == "list" else words[1]))
-            elif words[0] == "end_header":
-                break
-        else:
-            raise DataError(f"{path}: the PLY header is over 10,000 lines")
+        fmt, elements = _ply_header(f, path)
         if fmt not in ("ascii", "binary_little_endian", "binary_big_endian"):
             raise DataError(f"{path}: unknown PLY format {fmt!r}")
         names = [e[0] for e in elements]
@@ -266,14 +286,21 @@ def read_ply(path: str | os.PathLike) -> np.ndarray:
             raise DataError(f"{path}: the vertex element has list or unknown property types")
         if not {"x", "y", "z"} <= {n for n, _ in props}:
             raise DataError(f"{path}: the vertex element has no x, y, z properties")
+        # the count against the bytes left (>= 2 a value in ascii: a digit and a space), before reading any
+        need = count * (2 * len(props) if fmt == "ascii" else np.dtype([(n, PLY_TYPES[t]) for n, t in props]).itemsize)
+        if need > size - f.tell():
+            raise DataError(f"{path}: the PLY header declares {count:,} vertices, more than the file's "
+                            f"{size - f.tell():,} bytes after it can hold (truncated or corrupt)")
         if fmt == "ascii":
-            rows = [f.readline().split() for _ in range(count)]
+            check_fits(path, count * len(props) * 64, "parsing this ascii PLY")  # Python lists: ~64 bytes a value
+            rows = [f.readline(PLY_LINE).split() for _ in range(count)]
             if any(len(r) < len(props) for r in rows):
                 raise DataError(f"{path}: the PLY file ends before its {count} vertices")
             table = {n: np.array([float(r[i]) for r in rows]) for i, (n, _) in enumerate(props)}
         else:
             end = "<" if fmt == "binary_little_endian" else ">"
             dtype = np.dtype([(n, end + PLY_TYPES[t]) for n, t in props])
+            check_fits(path, 3 * dtype.itemsize * count, "reading this PLY")
             raw = f.read(dtype.itemsize * count)
             if len(raw) < dtype.itemsize * count:
                 raise DataError(f"{path}: the PLY file ends before its {count} vertices (truncated?)")

@@ -26,6 +26,7 @@ readable in a GIF. At the default speeds a digit crosses the frame in 5..16 fram
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +35,8 @@ import torch.nn.functional as F
 
 from .dataset import DataError, GeneratedDataset, InMemoryDataset
 from .builtin import load_mnist5k
-from .files import folder_labels, list_files, tally
-from .folder import IMAGE_EXTENSIONS
+from .files import check_file, folder_labels, list_files, memory_budget, tally
+from .folder import IMAGE_EXTENSIONS, check_pixels
 from .signals import WAV_EXTENSIONS
 
 CLIP_EXTENSIONS = (".gif",)
@@ -125,16 +126,32 @@ def load_clip_folder(folder: str | os.PathLike, fit: str = "error") -> Generated
     files = [p for p in list_files(folder) if p.suffix.lower() in CLIP_EXTENSIONS]
     if not files:
         raise DataError(f"folder {folder} has no clips ({', '.join(CLIP_EXTENSIONS)} files)")
-    clips = []
+    clips, held, budget = [], 0, memory_budget()
     for f in files:
+        check_file(f)  # a FIFO would block Image.open forever
         try:
-            with Image.open(f) as im:
-                frames = [np.asarray(fr.convert("RGB")) for fr in ImageSequence.Iterator(im)]  # (H, W, 3) each
-        except (OSError, EOFError, IndexError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+            with Image.open(f, formats=("GIF",)) as im:
+                check_pixels(f, im.size)
+                frames = []
+                for fr in ImageSequence.Iterator(im):
+                    # ~7x the frames' bytes by the end (stacked, transposed, float32); a GIF of many 1-pixel frames
+                    # on a big screen is a bomb that only counting finds: each frame is composited full-screen
+                    held += 3 * im.size[0] * im.size[1]
+                    if 7 * held > budget:
+                        raise DataError(f"{f}: {len(frames) + 1} frames of {im.size[0]} x {im.size[1]} (and the "
+                                        f"clips before it) need more memory than this process can have")
+                    frames.append(np.asarray(fr.convert("RGB")))  # (H, W, 3)
+        except (OSError, EOFError, IndexError, ValueError, SyntaxError, struct.error,
+                Image.DecompressionBombError) as e:
+            if isinstance(e, DataError):
+                raise
             # a truncated GIF can fail deep inside Pillow's decoder with any of these
             raise DataError(f"{f}: not a readable GIF ({type(e).__name__}: {e}); it may be truncated") from e
         if not frames:
             raise DataError(f"{f}: a GIF with no frames")
+        if len({fr.shape for fr in frames}) > 1:  # a corrupt frame descriptor can change the size mid-clip
+            sizes = sorted({f"{fr.shape[1]}x{fr.shape[0]}" for fr in frames})
+            raise DataError(f"{f}: frames of different sizes ({', '.join(sizes)}); the GIF is corrupt")
         clips.append(np.stack(frames))  # (T, H, W, 3)
     rel = lambda p: p.relative_to(folder).as_posix()  # noqa: E731
     sizes = [f"{c.shape[2]}x{c.shape[1]}" for c in clips]

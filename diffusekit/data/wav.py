@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from .dataset import DataError
+from .files import check_file, check_fits
 
 PCM, IEEE_FLOAT, EXTENSIBLE = 0x0001, 0x0003, 0xFFFE
 FORMAT_NAMES = {  # the common tags, so an error can say what the file is
@@ -59,6 +60,8 @@ class WavError(DataError):
 def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     """Read a WAV file -> (samples float32 (C, L) in [-1, 1], sample rate in Hz). See the module docstring."""
     path = Path(path)
+    # the bytes, their int32 widening and the float32 result with its transposed copy: up to ~9x an 8-bit file
+    check_fits(path, 9 * check_file(path), "reading this WAV")
     try:
         data = path.read_bytes()
     except OSError as e:

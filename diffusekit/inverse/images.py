@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from ..data.arrays import scale_to_unit
-from ..data.dataset import convert_channels
-from ..data.folder import IMAGE_EXTENSIONS, crop_to_aspect, read_image
+from ..data.arrays import check_array_file, scale_to_unit
+from ..data.dataset import DataError, convert_channels
+from ..data.files import check_file
+from ..data.folder import IMAGE_EXTENSIONS, PIL_FORMATS, crop_to_aspect, read_image
 
 IMAGE_SUFFIXES = IMAGE_EXTENSIONS  # the files load_image reads with Pillow (.npy besides)
 
@@ -55,8 +56,10 @@ def load_image(path, shape) -> tuple[torch.Tensor, list[str]]:
                          f"{', '.join(IMAGE_SUFFIXES)} or .npy file")
     try:
         v, info = read_image(path, (H, W), C)
-    except (UnidentifiedImageError, OSError) as e:
-        raise ValueError(f"cannot read {path} as an image ({type(e).__name__}: {e})") from e
+    except DataError:
+        raise
+    except Exception as e:  # Pillow raises many types for a corrupt file (OSError, SyntaxError, EOFError, ...)
+        raise ValueError(f"cannot read {path} as an image ({type(e).__name__}: {_one_line(e)})") from e
     v = v[None] if v.ndim == 2 else v.transpose(2, 0, 1)  # (C, H, W)
     x = torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) / 127.5 - 1
     return x.unsqueeze(0), _notes(info, C, H, W)
@@ -77,10 +80,14 @@ def _notes(info: dict, C: int, H: int, W: int) -> list[str]:
 
 
 def _load_npy(path: Path, C: int, H: int, W: int) -> tuple[torch.Tensor, list[str]]:
+    check_array_file(path)  # not a regular file, a header that declares terabytes
     try:
         a = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as e:
-        raise ValueError(f"{path}: not a plain numeric .npy array ({e}); pickled data is refused") from e
+    except (ValueError, OSError, EOFError) as e:
+        raise ValueError(f"{path}: not a plain numeric .npy array ({_one_line(e)}); pickled data is refused") from e
+    if not isinstance(a, np.ndarray):
+        a.close()
+        raise ValueError(f"{path}: an .npz archive named .npy; give one array saved with np.save")
     if a.ndim == 2:
         a = a[None, None]
     elif a.ndim == 3:
@@ -106,17 +113,20 @@ def load_mask(path, spatial) -> tuple[torch.Tensor, list[str]]:
     would blur the border between known and missing."""
     H, W = spatial
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"mask {path} does not exist")
+    check_file(path)  # a folder, a FIFO (it would block), /dev/zero
     try:
-        with Image.open(path) as im:
+        with Image.open(path, formats=PIL_FORMATS) as im:
+            if im.size != (W, H):  # from the header: a mask that declares 100k x 100k is never decoded
+                raise DataError(f"the mask {path} is {im.size[0]}x{im.size[1]} but the model's images are {W}x{H}: "
+                                f"make the mask {W}x{H} (white = known pixels, black = missing)")
             im.load()
             v = np.asarray(im.convert("L"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as e:
-        raise ValueError(f"cannot read the mask {path} as an image ({type(e).__name__}: {e})") from e
-    if v.shape != (H, W):
-        raise ValueError(f"the mask {path} is {v.shape[1]}x{v.shape[0]} but the model's images are {W}x{H}: make "
-                         f"the mask {W}x{H} (white = known pixels, black = missing)")
+    except DataError:
+        raise
+    except Exception as e:  # as in load_image: any of Pillow's error types for a corrupt file
+        raise ValueError(f"cannot read the mask {path} as an image ({type(e).__name__}: {_one_line(e)})") from e
     notes = []
     grey = int(((v > 32) & (v < 224)).sum())
     if grey:
@@ -127,6 +137,10 @@ def load_mask(path, spatial) -> tuple[torch.Tensor, list[str]]:
     elif not m.any():
         notes.append("the mask marks every pixel missing: the reconstruction is an unconditional sample")
     return m, notes
+
+
+def _one_line(e: Exception) -> str:
+    return " ".join(str(e).split())
 
 
 __all__ = ["check_image_model", "load_image", "load_mask"]

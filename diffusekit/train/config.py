@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -125,11 +124,13 @@ class TrainConfig:
 
     @classmethod
     def from_json_file(cls, path: str | Path, **overrides) -> "TrainConfig":
+        from ..rundir import read_json  # its checks: a regular file, a sane size, JSON a parser can take
+
         path = Path(path)
-        try:
-            d = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise ValueError(f"cannot read training config {path}: {e}") from e
+        d = read_json(path, "training config")
         if not isinstance(d, dict):
             raise ValueError(f"{path}: a training config is a JSON object of settings")
-        return cls.from_dict({**d, **{k: v for k, v in overrides.items() if v is not None}})
+        try:  # a setting of the wrong type fails in a comparison with a TypeError: name the file either way
+            return cls.from_dict({**d, **{k: v for k, v in overrides.items() if v is not None}})
+        except (TypeError, ValueError, OverflowError) as e:
+            raise ValueError(f"{path}: {' '.join(str(e).split())}") from e
