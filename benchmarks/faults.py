@@ -130,6 +130,8 @@ def landed(out: Path) -> str:
         return "checkpoint write"
     if any(n.startswith(".old-") for n in names):
         return "checkpoint delete"
+    if newest_step(out) == STEPS:
+        return "after the last checkpoint"  # the end: the sample grid, the summary, leaving
     return "between writes"
 
 
@@ -151,6 +153,7 @@ def kill_trial(work: Path, ref: dict, rng: random.Random, i: int, t_ref: float, 
     proc.kill()
     proc.wait()
     where = "ended first" if ended else landed(out)
+    lock_left = (out / ".lock").exists()  # killed while it held the lock: the file stays, the flock is gone
     step, err = newest_loads(out)
     resumed = run(dk("--steps", STEPS, "--out", out, "--resume", "auto"))
     diff = differences(ref, out) if resumed.returncode == 0 else [f"resume failed: {resumed.stderr[-300:]}"]
@@ -158,7 +161,8 @@ def kill_trial(work: Path, ref: dict, rng: random.Random, i: int, t_ref: float, 
     left = leftovers(out)
     took_over = "taking the run over" in resumed.stderr
     return {"landed": where, "complete_before": complete_before, "newest_after": step, "load_error": err,
-            "differences": diff[:5], "leftovers_after_resume": left, "stale_lock_taken_over": took_over,
+            "differences": diff[:5], "leftovers_after_resume": left, "lock_left": lock_left,
+            "stale_lock_taken_over": took_over,
             "survived": err is None and not diff and not left, "lost": lost}
 
 
@@ -417,10 +421,9 @@ def main() -> int:
         rows.append(summarise("SIGKILL at a random moment", "SIGKILL after a seeded uniform delay (even trials) or "
                               "0-4 ms into a seeded checkpoint write (odd trials); then --resume auto", kills,
                               show(dk("--steps", STEPS, "--out", "RUN")) + " ; kill -9 ; same + --resume auto"))
-        stale = [k for k in kills if k["landed"] != "start-up" and k["landed"] != "ended first"]
-        rows.append(summarise("stale lock of a killed run", "the kill trials that left a .lock: the resume takes "
-                              "the run over with a note", [{**k, "survived": k["survived"] and k["stale_lock_taken_over"]}
-                                                           for k in stale], "(the kill trials)"))
+        stale = [{**k, "survived": k["survived"] and k["stale_lock_taken_over"]} for k in kills if k["lock_left"]]
+        rows.append(summarise("stale lock of a killed run", "the kill trials that left a .lock (killed while "
+                              "holding it): the resume takes the run over with a note", stale, "(the kill trials)"))
         limits = [64_000, 500_000, 1_000_000, 1_500_000] if a.full else [1_000_000]
         disks = [disk_trial(work, ref_dir, ref, lim, i) for i, lim in enumerate(limits)]
         rows.append(summarise("disk full in a checkpoint write", "RLIMIT_FSIZE (SIGXFSZ ignored: write() gets EFBIG) "
