@@ -4,6 +4,7 @@
     RUN_DIR/checkpoints/    step-NNNNNNN/ with FILES (written atomically by `diffusekit.train.checkpoint`)
     RUN_DIR/metrics.jsonl   one JSON line per logged step
     RUN_DIR/samples/        sample grids written during training (text runs: each grid's prompts in a .txt beside it)
+    RUN_DIR/.lock           while a process trains there: its PID and command (`diffusekit.train.ownership`)
 
 Both training (resume, fine-tune) and a trained model loaded back (`diffusekit.model`) read through here.
 """
@@ -150,7 +151,7 @@ SETTING_GROUPS = {
     "model": ("model", "model_overrides", "channels", "init_from"),
     "diffusion": ("schedule", "prediction", "loss_weighting", "min_snr_gamma", "noise_sampler", "loss", "kl_weight"),
     "training": ("steps", "minutes", "batch_size", "lr", "warmup_steps", "lr_decay", "weight_decay", "grad_clip",
-                 "ema_decay", "seed", "precision", "device"),
+                 "ema_decay", "seed", "precision", "device", "collective_timeout"),
     "output": ("out", "log_every", "sample_every", "checkpoint_every", "checkpoint_minutes", "keep_last",
                "sample_sampler", "sample_steps", "num_grid", "eval_every", "eval_minutes", "eval_samples"),
 }

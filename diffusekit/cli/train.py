@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -29,8 +30,11 @@ def add_train(sub):
     budget.add_argument("--minutes", type=float, help="budget in minutes of training (default: 5)")
     p.add_argument("--model", choices=sorted(PRESETS), help="UNet size preset (default: small)")
     p.add_argument("--config", type=Path, help="a JSON file of training settings (TrainConfig fields)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint, "
-                                                         "exactly as if it had never stopped")
+    p.add_argument("--resume", nargs="?", const=True, default=False, choices=["auto"],
+                   help="continue the run in --out from its last checkpoint, exactly as if it had never stopped. "
+                        "--resume auto: continue it if it is a run of this command's settings (the budget aside), "
+                        "start afresh if --out holds no run, refuse any other run; for restarts that re-run the "
+                        "command line (torchrun --max-restarts, a scheduler's requeue)")
     p.add_argument("--latent", metavar="AE_RUN",
                    help="latent diffusion: train in the latent space of this autoencoder run (made by "
                         "`diffusekit train-autoencoder` on the same data); sampling decodes back to the data")
@@ -73,30 +77,38 @@ def add_train(sub):
     p.add_argument("--seed", type=int, help="seed of weights, data order and noise (default: 0)")
     p.add_argument("--eval-every", type=int, help="every N steps, log the Frechet distance of a few EMA samples "
                                                   "(digits, mnist5k)")
+    p.add_argument("--collective-timeout", type=float, metavar="SECONDS",
+                   help="under torchrun, how long a process waits on the others before it reports them hung and "
+                        "stops (default: 600)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to metrics.jsonl)")
 
 
 def cmd_train(a) -> int:
-    from ..train import TrainConfig, train
+    from ..train import TrainConfig, TrainingStopped, train
 
     overrides = {k: getattr(a, k) for k in ("data", "out", "steps", "minutes", "model", "image_size", "cond",
                                             "p_uncond", "batch_size", "lr", "lr_decay", "schedule", "prediction",
                                             "loss_weighting", "noise_sampler", "sample_every", "checkpoint_every",
                                             "checkpoint_minutes", "sample_sampler", "precision", "device", "seed",
-                                            "eval_every", "init_from", "latent")}
+                                            "eval_every", "init_from", "latent", "collective_timeout")}
     if a.config:
         config = TrainConfig.from_json_file(a.config, **overrides)
     else:
         config = TrainConfig(**{k: v for k, v in overrides.items() if v is not None})
     if a.out is None and not (a.config and "out" in json.loads(a.config.read_text())):
         config.out = f"runs/{Path(str(config.data).rstrip('/')).stem}"
-    if config.steps is None and config.minutes is None and not a.resume:
-        config.minutes = 5.0
-    if a.resume and a.init_from:
-        raise ValueError("--init starts a new run from another run's weights; --resume continues a run: give one")
-    if a.resume and config.steps is None and config.minutes is None:
+    if config.steps is None and config.minutes is None and a.resume is not True:
+        config.minutes = 5.0  # with --resume auto too: the same total whether the run starts or continues
+    if a.resume is True and a.init_from:
+        raise ValueError("--init starts a new run from another run's weights; --resume continues a run: give one "
+                         "(--resume auto goes with --init: it fine-tunes, and continues the fine-tune if restarted)")
+    if a.resume is True and config.steps is None and config.minutes is None:
         raise ValueError("--resume needs the new total budget: --steps N (total) or --minutes M (total)")
-    out = train(config, resume=a.resume, progress=not a.no_progress)
+    try:
+        out = train(config, resume=a.resume, progress=not a.no_progress)
+    except TrainingStopped as e:  # a fault the run named (RELIABILITY.md): its one line, not a traceback
+        print(f"diffusekit train: error: {e}", file=sys.stderr)
+        return 1
     print(out)
     return 0
 
@@ -130,6 +142,7 @@ def add_train_autoencoder(sub):
 
 
 def cmd_train_autoencoder(a) -> int:
+    from ..train import TrainingStopped
     from ..train.autoencoder import AutoencoderTrainConfig, train_autoencoder
 
     given = {k: v for k in ("data", "out", "steps", "minutes", "factor", "latent_channels", "channels", "image_size",
@@ -142,5 +155,9 @@ def cmd_train_autoencoder(a) -> int:
         if a.resume:
             raise ValueError("--resume needs the new total budget: --steps N (total) or --minutes M (total)")
         config.minutes = 5.0
-    print(train_autoencoder(config, resume=a.resume, progress=not a.no_progress))
+    try:
+        print(train_autoencoder(config, resume=a.resume, progress=not a.no_progress))
+    except TrainingStopped as e:
+        print(f"diffusekit train-autoencoder: error: {e}", file=sys.stderr)
+        return 1
     return 0

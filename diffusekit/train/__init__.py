@@ -3,6 +3,9 @@ checks) and the loop that calls them (loop.py); EMA, checkpoints, distributed se
 the whole job."""
 
 from .config import TrainConfig
+from .faults import BadData, CheckpointNotWritten, TrainingStopped
 from .loop import TrainingDiverged, train
+from .ownership import RunLocked
 
-__all__ = ["TrainConfig", "TrainingDiverged", "train"]
+__all__ = ["TrainConfig", "TrainingStopped", "TrainingDiverged", "BadData", "CheckpointNotWritten", "RunLocked",
+           "train"]

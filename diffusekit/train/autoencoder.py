@@ -34,6 +34,7 @@ from ..viz.grids import save_grid
 from .checkpoint import load_checkpoint, save_checkpoint, write_json_atomic
 from .distributed import Dist
 from .ema import EMA
+from .ownership import hold
 from .setup import BatchStream, autocast_for, prepare_out
 from .hooks import progress_bar
 from .step import diverged, lr_at
@@ -119,6 +120,11 @@ class _Run:
 
 def train_autoencoder(config: AutoencoderTrainConfig, resume: bool = False, progress: bool = True) -> Path:
     """Train an autoencoder as `config` says; returns the run directory. See `diffusekit train-autoencoder --help`."""
+    with hold(Path(config.out), Dist()):  # one process per run directory, as for diffusion runs
+        return _train(config, resume, progress)
+
+
+def _train(config: AutoencoderTrainConfig, resume: bool, progress: bool) -> Path:
     if config.steps is None and config.minutes is None:
         raise ValueError("give a budget: steps or minutes")
     run = _set_up(config, resume)

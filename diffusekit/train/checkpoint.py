@@ -7,7 +7,11 @@
         state.json           step, data position, elapsed time, optimizer hyper-parameters, ...
 
 A checkpoint is written into a hidden temporary directory, each file flushed to disk, then renamed into place in
-one atomic `rename`: a reader sees a whole checkpoint or none. The last `keep` are kept.
+one atomic `rename`: a reader sees a whole checkpoint or none. The last `keep` are kept; an old one is renamed out
+of sight before it is deleted, so a kill mid-delete leaves no partial step-N behind. A write that fails (disk full,
+a size limit) removes its temporary directory and raises `CheckpointNotWritten`; the previous checkpoint is never
+touched before the new one is in place. Leftovers of a killed write are cleared at the next save: only one process
+writes a run (the run lock, `ownership`), so none of them can be another writer's work in progress.
 """
 
 from __future__ import annotations
@@ -18,10 +22,10 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from ..rundir import FILES, list_checkpoints
-
+from .faults import checkpoint_not_written
 
 
 def _fsync_file(path: Path) -> None:
@@ -88,25 +92,48 @@ def save_checkpoint(ckpt_dir: Path, step: int, model, ema_model, optimizer, rng:
     """Write checkpoint `step` atomically and prune old ones; returns its directory."""
     ckpt_dir = Path(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
+    for left in ckpt_dir.glob(".*-step-*"):  # .tmp- (a write) or .old- (a delete) a kill interrupted
+        shutil.rmtree(left, ignore_errors=True)
     final = ckpt_dir / f"step-{step:07d}"
     tmp = ckpt_dir / f".tmp-step-{step:07d}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
     opt_tensors, opt_meta = optimizer_to_tensors(optimizer)
-    save_file(_state_dict_tensors(model.state_dict()), str(tmp / "model.safetensors"))
-    save_file(_state_dict_tensors(ema_model.state_dict()), str(tmp / "ema.safetensors"))
-    save_file({**opt_tensors, **{f"rng.{k}": v.contiguous() for k, v in rng.items()}}, str(tmp / "state.safetensors"))
-    (tmp / "state.json").write_text(json.dumps({**state, "step": step, "optimizer": opt_meta}, indent=2))
-    for name in FILES:
-        _fsync_file(tmp / name)
+    try:
+        tmp.mkdir()
+        # serialised here and written by us (not safetensors' save_file): a failed write is then an OSError with
+        # its errno (ENOSPC, EFBIG), and the flush to disk needs no second open
+        _write(tmp / "model.safetensors", save(_state_dict_tensors(model.state_dict())))
+        _write(tmp / "ema.safetensors", save(_state_dict_tensors(ema_model.state_dict())))
+        _write(tmp / "state.safetensors", save({**opt_tensors, **{f"rng.{k}": v.contiguous() for k, v in rng.items()}}))
+        _write(tmp / "state.json", json.dumps({**state, "step": step, "optimizer": opt_meta}, indent=2).encode())
+        _fsync_dir(tmp)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise checkpoint_not_written(ckpt_dir, step, e) from e
     if final.exists():  # re-saving the same step (e.g. a resumed run ending where it started): replace it whole
-        shutil.rmtree(final)
+        _remove(final)
     os.rename(tmp, final)
     _fsync_dir(ckpt_dir)
     for old in list_checkpoints(ckpt_dir)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        _remove(old)
     return final
+
+
+def _write(path: Path, data: bytes) -> None:
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        e.filename = e.filename or path.name  # a failed write() names no file: say which one it was
+        raise
+
+
+def _remove(ckpt: Path) -> None:
+    """Delete a checkpoint directory: first out of sight in one rename, then its files."""
+    trash = ckpt.with_name(f".old-{ckpt.name}")
+    os.rename(ckpt, trash)
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def load_checkpoint(path: Path, model=None, ema_model=None, optimizer=None):

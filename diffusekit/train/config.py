@@ -71,6 +71,8 @@ class TrainConfig:
 
     precision: str = "auto"  # auto: bf16 autocast where the CPU has native bf16 (or CUDA), else fp32
     device: str = "auto"  # auto: cuda if available, else cpu
+    collective_timeout: float = 600.0  # seconds a torchrun process waits on the others before it reports them hung
+    # (torch's default is 1800; see distributed.setup). Not a setting of the run: each call's own value holds
 
     def __post_init__(self):
         def allowed(name, value, options):
@@ -108,6 +110,9 @@ class TrainConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
                 raise ValueError(f"{name} must be a number of minutes >= 0 (0: never), got {v!r}")
+        if isinstance(self.collective_timeout, bool) or not isinstance(self.collective_timeout, (int, float)) \
+                or not self.collective_timeout > 0:
+            raise ValueError(f"collective_timeout must be a number of seconds > 0, got {self.collective_timeout!r}")
         if self.lr <= 0 or self.ema_decay < 0 or self.ema_decay >= 1:
             raise ValueError(f"need lr > 0 and 0 <= ema_decay < 1, got lr={self.lr}, ema_decay={self.ema_decay}")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -50,10 +51,21 @@ class Dist:
         if self.enabled:
             dist.barrier()
 
+    def all_true(self, flag: bool) -> bool:
+        """Whether `flag` holds on every process (itself if single-process)."""
+        if not self.enabled:
+            return flag
+        value = torch.tensor([int(flag)], device=self.device)
+        dist.all_reduce(value, op=dist.ReduceOp.MIN)
+        return bool(value)
 
-def setup(device: str = "auto") -> Dist:
+
+def setup(device: str = "auto", timeout_s: float = 600.0) -> Dist:
     """Join the torchrun process group if there is one. Each process gets its own device (CUDA) or an even share
-    of the CPU cores (CPU), so N processes on one machine do not oversubscribe it."""
+    of the CPU cores (CPU), so N processes on one machine do not oversubscribe it. A collective that waits longer
+    than `timeout_s` on another process (hung, or stopped) raises instead of waiting forever: torch's own default
+    is 30 minutes; ours, 10, is still far above any step or checkpoint, but rank 0 alone draws sample grids and
+    runs quality checks while the others wait, so long checks need more."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     dev = pick_device(device)
     if world_size == 1:
@@ -66,8 +78,26 @@ def setup(device: str = "auto") -> Dist:
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+        timeout = timedelta(seconds=timeout_s)
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        store = attempt_store(timeout)
+        if store is None:
+            dist.init_process_group(backend, timeout=timeout)
+        else:
+            dist.init_process_group(backend, store=store, rank=rank, world_size=world_size, timeout=timeout)
     return Dist(rank=rank, world_size=world_size, local_rank=local_rank, device=dev)
+
+
+def attempt_store(timeout: timedelta):
+    """The rendezvous store with a prefix of its own for a restarted torchrun attempt, or None (a first attempt, or
+    outside torchrun's agent store). The agent hosts the store and keeps it across --max-restarts; without a prefix
+    the restarted processes read the killed attempt's addresses under the same keys and fail to connect ("Gloo
+    connectFullMesh failed ... Connection refused", torch 2.13, static and c10d rendezvous alike)."""
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True" or attempt == "0":  # a first attempt: torch's way
+        return None
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False, timeout=timeout)
+    return dist.PrefixStore(f"diffusekit/attempt-{attempt}", store)
 
 
 def teardown() -> None:

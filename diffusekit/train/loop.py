@@ -10,13 +10,17 @@ so the run is the same computation as a single process with the global batch (te
 
 The loop knows no particular data set: a data set that must hold something back (the `shapes` training split)
 checks that itself when it is loaded.
+
+Faults (RELIABILITY.md): one process owns the run directory (`ownership`: a lock, and `--resume auto` for restarts
+that re-run the command line); a fault the run can name stops it with a one-line `faults.TrainingStopped`, keeping
+the last good checkpoint (disk full, bad data, divergence, a torchrun peer that hung past the collective timeout).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from . import distributed
+from . import distributed, faults, ownership
 from .config import TrainConfig
 from .hooks import Hooks
 from .setup import set_up
@@ -25,11 +29,19 @@ from .step import TrainingDiverged, train_step
 __all__ = ["TrainingDiverged", "train"]
 
 
-def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
-    """Train a diffusion model as `config` says; returns the run directory. See `diffusekit train --help`."""
-    dist = distributed.setup(config.device)
+def train(config: TrainConfig, resume: bool | str = False, progress: bool = True) -> Path:
+    """Train a diffusion model as `config` says; returns the run directory. `resume`: True continues the run in
+    config.out, "auto" continues it if it is a run of these settings and starts afresh if there is none
+    (`ownership.resume_mode`). See `diffusekit train --help`."""
+    dist = distributed.setup(config.device, config.collective_timeout)
     try:
-        return run(config, resume, progress, dist)
+        with ownership.hold(Path(config.out), dist):
+            return run(config, ownership.resume_mode(config, resume, dist), progress, dist)
+    except (OSError, RuntimeError) as e:
+        stopped = faults.stopped_by(e, Path(config.out), dist, config.collective_timeout)
+        if stopped is None:
+            raise
+        raise stopped from e
     finally:
         distributed.teardown()
 

@@ -31,6 +31,8 @@ from . import distributed
 from .checkpoint import load_checkpoint, write_json_atomic
 from .config import TrainConfig
 from .ema import EMA
+from .faults import check_data
+from .ownership import holds_files
 
 
 class BatchStream:
@@ -112,6 +114,7 @@ def set_up(config: TrainConfig, resume: bool, dist: distributed.Dist) -> tuple[S
     check_eval_data(config)
     ds, captions, text_info = training_data(config, dist, saved)
     codec = to_latents(ds, config, out, saved, write=dist.is_main) if config.latent else None
+    check_data(ds.x, ds.name)  # NaN or inf anywhere (latents too): refused before run.json is written
     num_classes = ds.num_classes if config.cond == "label" else None
     schedule = build_schedule(config)
     text_null = empty_prompt(text_info) if text_info is not None else None  # a dropped caption; guidance's unconditional pass
@@ -149,7 +152,7 @@ def prepare_out(config: TrainConfig, resume: bool, dist: distributed.Dist) -> Pa
     if resume:
         if not (out / RUN_FILE).exists():
             raise FileNotFoundError(f"--resume: {out} holds no run to resume (no {RUN_FILE})")
-    elif out.exists() and any(out.iterdir()):
+    elif holds_files(out):
         raise FileExistsError(f"{out} already holds files; pass --resume to continue that run, or choose another "
                               f"--out (nothing was changed)")
     dist.barrier()  # every process has looked before rank 0 writes

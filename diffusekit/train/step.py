@@ -8,6 +8,7 @@ its slice. So N steps straight equal N/2 + resume + N/2, and 2 processes under t
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 
@@ -17,10 +18,11 @@ from ..conditioning import TextCond
 from ..process import sample_training_sigmas
 from ..rundir import latest_checkpoint
 from .config import TrainConfig
+from .faults import TrainingStopped, check_batch
 from .setup import Setup, TrainState
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(TrainingStopped):
     """The loss became NaN or inf; the run stopped and its last good checkpoint is kept."""
 
 
@@ -70,12 +72,17 @@ def train_step(s: Setup, st: TrainState) -> tuple[torch.Tensor, torch.Tensor]:
     config = s.config
     for group in s.opt.param_groups:
         group["lr"] = lr_at(config, st.step, st.elapsed)
+    before = copy.copy(st.batches)  # the data order before this batch: names its items if they are bad
     x0, sigma, eps, cond = draw_batch(s, st)
     with s.amp:
         losses = s.den.loss(x0, sigma, eps, cond=cond, weighting=config.loss_weighting, gamma=config.min_snr_gamma)
     loss = losses.mean()
-    if not torch.isfinite(loss):
-        diverged(s, f"the loss became {loss.item()} at step {st.step + 1}")
+    # one sync checks both: NaN or inf anywhere in the batch makes its sum so (a sum is ~50x cheaper than isfinite
+    # of every element: RELIABILITY.md); a sum that merely overflows is told apart in check_batch
+    if not torch.isfinite(loss.detach() + x0.sum()):
+        check_batch(s, st, before, x0)  # bad data: stops naming the step and items
+        if not torch.isfinite(loss):
+            diverged(s, f"the loss became {loss.item()} at step {st.step + 1}")
     s.opt.zero_grad(set_to_none=True)
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(s.net.parameters(), config.grad_clip or math.inf)
