@@ -6,6 +6,11 @@ Text runs (`cond: "text"`) record in run.json under "text" what sampling needs: 
 package version: another version would give other token states, so loading refuses it), its max_length (prompts
 are truncated to it, with a warning), the token dimension, the longest training caption in tokens, and the
 prompts of the training sample grids (the default prompts of `sample`, as labels cycle for class models).
+
+Molecule runs (data kind "molecules") record in run.json's "data" what sampling needs: the atom types, the scale
+(Å per unit), the recipe and `examples`, the SMILES of the data's first molecules (the default molecules of
+`sample`, as the prompts are for text runs). Their samples are coordinates (num, 3, A): not clamped (they reach
+|x| ~ 4) and centred on each molecule's real atoms, 0 at padding.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from . import fast
 from .conditioning import Guided, LabelConditioned, TextCond, TextConditioned
 from .denoiser import Denoiser
 from .nets import build, config_from_info
+from .nets.molecules import centre
 from .samplers import sample
 from .rundir import RUN_FILE, latest_checkpoint, read_run_info
 from .schedules import get_schedule, schedule_from_dict
@@ -106,7 +112,16 @@ def build_schedule(train_config):
 def describe_data(ds) -> dict:
     return {"name": ds.name, "source": ds.source, "n": len(ds), "shape": list(ds.x.shape[1:]),
             "num_classes": ds.num_classes, "class_names": ds.class_names, "rate": getattr(ds, "rate", None),
-            "kind": getattr(ds, "kind", "grid")}  # "points": a set of points (N, 3, P), not a grid
+            "kind": getattr(ds, "kind", "grid"),  # "points": a set of points (N, 3, P), not a grid
+            **(_molecule_record(ds) if getattr(ds, "kind", None) == "molecules" else {})}
+
+
+MOLECULE_EXAMPLES = 8  # molecules of a run's sample grids: 8 columns, one molecule each
+
+
+def _molecule_record(ds) -> dict:
+    return {"atom_types": list(ds.atom_types), "scale": ds.scale, "recipe": ds.recipe,
+            "examples": ds.smiles[:MOLECULE_EXAMPLES]}
 
 
 _CODECS: dict = {}  # fingerprint -> LatentCodec: an autoencoder is loaded once per process, shared by every run
@@ -140,6 +155,7 @@ class TrainedModel:
         self.data_shape = self.codec.data_shape if self.codec is not None else self.shape  # what `sample` returns
         self.num_classes = info["data"]["num_classes"] if info["train"].get("cond") == "label" else None
         self.text = info.get("text") if info["train"].get("cond") == "text" else None  # see the module docstring
+        self.kind = info["data"].get("kind", "grid")
 
     @classmethod
     def load(cls, run_dir: str | Path, weights: str = "ema", checkpoint: str | Path | None = None, device="cpu",
@@ -169,7 +185,7 @@ class TrainedModel:
     @torch.no_grad()
     def sample(self, num: int, sampler: str = "dpmpp-2m", steps: int = 20, seed: int = 0, batch: int = 64,
                labels=None, guidance: float = 1.0, callback=None, progress=None, prompts=None,
-               negative_prompt=None, decode: bool = True, **options) -> torch.Tensor:
+               negative_prompt=None, decode: bool = True, smiles=None, graphs=None, **options) -> torch.Tensor:
         """`num` samples in [-1, 1], shape (num, *data shape) (latent runs: decoded, unless decode=False, which
         returns the latents (num, *self.shape) the sampler drew; `callback` always sees latents there). Batches are drawn from one seeded generator, so
         the result depends on the seed and `batch`, not on anything else.
@@ -179,10 +195,14 @@ class TrainedModel:
             None (the prompts of the run's training grids, in turn);
         negative_prompt: for text models with guidance != 1, what guidance steers away from: a string, or a list
             of one per prompt; None is the empty prompt (plain classifier-free guidance);
-        guidance: classifier-free guidance scale (1 = plain conditional model)."""
+        guidance: classifier-free guidance scale (1 = plain conditional model);
+        smiles / graphs: for molecule models, the molecules, taken in turn: SMILES strings, or graphs (atoms (K, A),
+            bonds (K, A, A)); None: the run's example molecules. Returns conformers (num, 3, A) in model units
+            (x Å / scale), centred, 0 at padding (the module docstring)."""
         if num < 1 or batch < 1:
             raise ValueError(f"num and batch must be >= 1, got num={num}, batch={batch}")
         label_tensor = self.labels_for(num, labels)
+        graph = self.graphs_for(num, smiles, graphs)  # None for models of other data
         text = self._text_conditions(num, prompts, negative_prompt, guidance)  # None for non-text models
         g = torch.Generator(device=self.device).manual_seed(seed)
         den = self.denoiser
@@ -193,6 +213,8 @@ class TrainedModel:
         for start in range(0, num, batch):
             b = min(batch, num - start)
             cond = None if label_tensor is None else label_tensor[start:start + b].to(self.device)
+            if graph is not None:
+                cond = tuple(t[start:start + b].to(self.device) for t in graph)
             if text is not None:
                 (table, index), negatives = text
                 cond = table.select(index[start:start + b]).to(self.device)  # (b, L, C), (b, L)
@@ -203,11 +225,42 @@ class TrainedModel:
             with amp:  # the network in bf16 where that is fast; the sampler's arithmetic stays fp32
                 x = sample(den, (b, *self.shape), sampler=sampler, steps=steps, generator=g, cond=cond,
                            callback=callback, device=self.device, **options)
-            out.append(x.cpu() if self.codec is not None else x.clamp(-1, 1).cpu())  # latents are not bounded
+            if graph is not None:  # coordinates: unbounded; the mean the net never saw (its noise) removed
+                out.append(centre(x.float(), cond[0]).cpu())
+            else:
+                out.append(x.cpu() if self.codec is not None else x.clamp(-1, 1).cpu())  # latents are not bounded
             if progress is not None:
                 progress(b)
         out = torch.cat(out)
         return self.codec.decode(out) if self.codec is not None and decode else out
+
+    def graphs_for(self, num: int, smiles=None, graphs=None) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The graph of each of `num` samples, (atoms (num, A), bonds (num, A, A)), for molecule models (None for
+        others); SMILES are checked against the model (parsable, at most A atoms, its elements): one-line errors."""
+        if self.kind != "molecules":
+            if smiles is not None or graphs is not None:
+                raise ValueError(f"smiles and graphs are for molecule models; this model makes {self.kind} data")
+            return None
+        from .data.molgraph import ATOM_TYPES, mol_to_graph
+
+        if smiles is not None and graphs is not None:
+            raise ValueError("give smiles or graphs, not both")
+        A, types = self.shape[-1], self.info["data"]["atom_types"]
+        if tuple(types) != ATOM_TYPES:
+            raise ValueError(f"this model knows the atom types {types}; this diffusekit's graphs use {ATOM_TYPES}")
+        if graphs is None:
+            smiles = self.info["data"]["examples"] if smiles is None else _prompt_list(smiles, "smiles")
+            rows = [mol_to_graph(s, A) for s in smiles]  # DataError names a bad SMILES
+            graphs = torch.stack([a for a, _ in rows]), torch.stack([b for _, b in rows])
+        atoms, bonds = (torch.as_tensor(t, dtype=torch.long) for t in graphs)
+        if atoms.ndim != 2 or atoms.shape[1] != A or bonds.shape != (*atoms.shape, A):
+            raise ValueError(f"graphs must be atoms (K, {A}) and bonds (K, {A}, {A}); got {tuple(atoms.shape)} and "
+                             f"{tuple(bonds.shape)}")
+        if len(atoms) > num:
+            raise ValueError(f"{len(atoms)} molecules for {num} samples: ask for at least {len(atoms)} (they are "
+                             f"taken in turn)")
+        pick = torch.arange(num) % len(atoms)
+        return atoms[pick], bonds[pick]
 
     def prompts_for(self, num: int, prompts=None) -> list[str] | None:
         """The prompt of each of `num` samples (None for models that are not text-conditioned); checks them."""
@@ -275,11 +328,15 @@ class TrainedModel:
 
 def write_samples(model: TrainedModel, images: torch.Tensor, out: str | Path, grid: str | Path | None = None,
                   wav: str | Path | None = None, labels=None, prompts=None, negative_prompt=None,
-                  guidance: float = 1.0, ply: str | Path | None = None) -> list[Path]:
+                  guidance: float = 1.0, ply: str | Path | None = None, smiles=None, sdf: str | Path | None = None,
+                  xyz: str | Path | None = None) -> list[Path]:
     """What `diffusekit sample` writes, for samples `images` drawn with these labels / prompts: `out` (.npz: uint8
     `images`, or for point clouds float32 `points` (N, P, 3); and `labels` or `prompts` where the model has them;
     no pickles), optionally a picture `grid` (with the prompts in a .txt beside it; for clouds a .png of renders or
     a turning .gif), a folder `wav` of 16-bit WAVs (1-D signals) and a folder `ply` of PLY files (point clouds).
+    Molecules (drawn for `smiles`, or the run's examples): the .npz holds float32 `coords` (N, A, 3) in Å, `atoms`
+    (N, A) (0 padding, i: atom_types[i - 1]), `bonds` (N, A, A) and `smiles`; `sdf` an SD file of every
+    conformer (RDKit, Open Babel and PyMOL read it), `xyz` a folder of .xyz files, `grid` a picture.
     Returns the paths written."""
     import numpy as np
 
@@ -289,6 +346,10 @@ def write_samples(model: TrainedModel, images: torch.Tensor, out: str | Path, gr
 
     out, num, written = Path(out), len(images), []
     kind = model.info["data"].get("kind", "grid")
+    if kind == "molecules":
+        return _write_molecules(model, images, out, grid, smiles, sdf, xyz)
+    if sdf is not None or xyz is not None or smiles is not None:
+        raise ValueError(f"--smiles, --sdf and --xyz are for molecule models; this model makes {kind} data")
     if ply is not None and kind != "points":
         raise ValueError(f"--ply writes point clouds; this model makes shape {tuple(images.shape[1:])}")
     if kind == "points":  # coordinates are not pixels: kept as floats, one (P, 3) array per cloud
@@ -322,6 +383,40 @@ def write_samples(model: TrainedModel, images: torch.Tensor, out: str | Path, gr
 
         Path(ply).mkdir(parents=True, exist_ok=True)
         written += [write_ply(Path(ply) / f"sample-{i:04d}.ply", x) for i, x in enumerate(images)]
+    return written
+
+
+def _write_molecules(model: TrainedModel, x: torch.Tensor, out: Path, grid, smiles, sdf, xyz) -> list[Path]:
+    """`write_samples` for conformers x (N, 3, A) in model units: everything checked before anything is written."""
+    import numpy as np
+
+    from .data.molgraph import ATOM_TYPES, to_rdkit, write_sdf, write_xyz
+
+    atoms, bonds = model.graphs_for(len(x), smiles)
+    given = model.info["data"]["examples"] if smiles is None else _prompt_list(smiles, "smiles")
+    names = [given[i % len(given)] for i in range(len(x))]
+    for a, b in {n: (a, b) for n, a, b in zip(names, atoms, bonds)}.values():
+        to_rdkit(a, b)  # a graph RDKit cannot sanitise (DataError) fails here, before any file exists
+    coords = (x.float().transpose(1, 2) * model.info["data"]["scale"]).numpy()  # (N, A, 3) Å
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, coords=coords.astype(np.float32), atoms=atoms.numpy().astype(np.int8),
+             bonds=bonds.numpy().astype(np.int8), smiles=np.array(names, dtype=np.str_),
+             atom_types=np.array(ATOM_TYPES, dtype=np.str_))
+    written = [out]
+    if sdf is not None:
+        Path(sdf).parent.mkdir(parents=True, exist_ok=True)
+        written.append(write_sdf(sdf, atoms, bonds, coords, names=names))
+    if xyz is not None:
+        Path(xyz).mkdir(parents=True, exist_ok=True)
+        written += [write_xyz(Path(xyz) / f"sample-{i:04d}.xyz", atoms[i], coords[i], [names[i]])
+                    for i in range(len(x))]
+    if grid is not None:
+        from .viz.molecules import save_molecule_grid
+
+        grouped = len(x) // len(set(names))  # the CLI's order, molecule by molecule: one row each
+        ncol = grouped if names == [n for n in dict.fromkeys(names) for _ in range(grouped)] else len(given)
+        labels = [n if len(n) <= 18 else n[:17] + "…" for n in names]
+        written.append(save_molecule_grid(x, atoms, bonds, grid, ncol=min(ncol, len(x)), labels=labels))
     return written
 
 
