@@ -116,12 +116,9 @@ def describe_data(ds) -> dict:
             **(_molecule_record(ds) if getattr(ds, "kind", None) == "molecules" else {})}
 
 
-MOLECULE_EXAMPLES = 8  # molecules of a run's sample grids: 8 columns, one molecule each
-
-
 def _molecule_record(ds) -> dict:
     return {"atom_types": list(ds.atom_types), "scale": ds.scale, "recipe": ds.recipe,
-            "examples": ds.smiles[:MOLECULE_EXAMPLES]}
+            "examples": ds.smiles[:8]}  # the molecules of a run's sample grids: 8 columns, one molecule each
 
 
 _CODECS: dict = {}  # fingerprint -> LatentCodec: an autoencoder is loaded once per process, shared by every run
@@ -236,31 +233,14 @@ class TrainedModel:
 
     def graphs_for(self, num: int, smiles=None, graphs=None) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The graph of each of `num` samples, (atoms (num, A), bonds (num, A, A)), for molecule models (None for
-        others); SMILES are checked against the model (parsable, at most A atoms, its elements): one-line errors."""
+        others): `molsamples.graphs_for` (SMILES checked against the model, one-line errors)."""
         if self.kind != "molecules":
             if smiles is not None or graphs is not None:
                 raise ValueError(f"smiles and graphs are for molecule models; this model makes {self.kind} data")
             return None
-        from .data.molgraph import ATOM_TYPES, mol_to_graph
+        from .molsamples import graphs_for
 
-        if smiles is not None and graphs is not None:
-            raise ValueError("give smiles or graphs, not both")
-        A, types = self.shape[-1], self.info["data"]["atom_types"]
-        if tuple(types) != ATOM_TYPES:
-            raise ValueError(f"this model knows the atom types {types}; this diffusekit's graphs use {ATOM_TYPES}")
-        if graphs is None:
-            smiles = self.info["data"]["examples"] if smiles is None else _prompt_list(smiles, "smiles")
-            rows = [mol_to_graph(s, A) for s in smiles]  # DataError names a bad SMILES
-            graphs = torch.stack([a for a, _ in rows]), torch.stack([b for _, b in rows])
-        atoms, bonds = (torch.as_tensor(t, dtype=torch.long) for t in graphs)
-        if atoms.ndim != 2 or atoms.shape[1] != A or bonds.shape != (*atoms.shape, A):
-            raise ValueError(f"graphs must be atoms (K, {A}) and bonds (K, {A}, {A}); got {tuple(atoms.shape)} and "
-                             f"{tuple(bonds.shape)}")
-        if len(atoms) > num:
-            raise ValueError(f"{len(atoms)} molecules for {num} samples: ask for at least {len(atoms)} (they are "
-                             f"taken in turn)")
-        pick = torch.arange(num) % len(atoms)
-        return atoms[pick], bonds[pick]
+        return graphs_for(self.info["data"], num, smiles, graphs)
 
     def prompts_for(self, num: int, prompts=None) -> list[str] | None:
         """The prompt of each of `num` samples (None for models that are not text-conditioned); checks them."""
@@ -347,7 +327,9 @@ def write_samples(model: TrainedModel, images: torch.Tensor, out: str | Path, gr
     out, num, written = Path(out), len(images), []
     kind = model.info["data"].get("kind", "grid")
     if kind == "molecules":
-        return _write_molecules(model, images, out, grid, smiles, sdf, xyz)
+        from .molsamples import write_conformers
+
+        return write_conformers(model, images, out, grid, smiles, sdf, xyz)
     if sdf is not None or xyz is not None or smiles is not None:
         raise ValueError(f"--smiles, --sdf and --xyz are for molecule models; this model makes {kind} data")
     if ply is not None and kind != "points":
@@ -383,40 +365,6 @@ def write_samples(model: TrainedModel, images: torch.Tensor, out: str | Path, gr
 
         Path(ply).mkdir(parents=True, exist_ok=True)
         written += [write_ply(Path(ply) / f"sample-{i:04d}.ply", x) for i, x in enumerate(images)]
-    return written
-
-
-def _write_molecules(model: TrainedModel, x: torch.Tensor, out: Path, grid, smiles, sdf, xyz) -> list[Path]:
-    """`write_samples` for conformers x (N, 3, A) in model units: everything checked before anything is written."""
-    import numpy as np
-
-    from .data.molgraph import ATOM_TYPES, to_rdkit, write_sdf, write_xyz
-
-    atoms, bonds = model.graphs_for(len(x), smiles)
-    given = model.info["data"]["examples"] if smiles is None else _prompt_list(smiles, "smiles")
-    names = [given[i % len(given)] for i in range(len(x))]
-    for a, b in {n: (a, b) for n, a, b in zip(names, atoms, bonds)}.values():
-        to_rdkit(a, b)  # a graph RDKit cannot sanitise (DataError) fails here, before any file exists
-    coords = (x.float().transpose(1, 2) * model.info["data"]["scale"]).numpy()  # (N, A, 3) Å
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, coords=coords.astype(np.float32), atoms=atoms.numpy().astype(np.int8),
-             bonds=bonds.numpy().astype(np.int8), smiles=np.array(names, dtype=np.str_),
-             atom_types=np.array(ATOM_TYPES, dtype=np.str_))
-    written = [out]
-    if sdf is not None:
-        Path(sdf).parent.mkdir(parents=True, exist_ok=True)
-        written.append(write_sdf(sdf, atoms, bonds, coords, names=names))
-    if xyz is not None:
-        Path(xyz).mkdir(parents=True, exist_ok=True)
-        written += [write_xyz(Path(xyz) / f"sample-{i:04d}.xyz", atoms[i], coords[i], [names[i]])
-                    for i in range(len(x))]
-    if grid is not None:
-        from .viz.molecules import save_molecule_grid
-
-        grouped = len(x) // len(set(names))  # the CLI's order, molecule by molecule: one row each
-        ncol = grouped if names == [n for n in dict.fromkeys(names) for _ in range(grouped)] else len(given)
-        labels = [n if len(n) <= 18 else n[:17] + "…" for n in names]
-        written.append(save_molecule_grid(x, atoms, bonds, grid, ncol=min(ncol, len(x)), labels=labels))
     return written
 
 

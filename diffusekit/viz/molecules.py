@@ -25,7 +25,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from .draw import save_image
-from .points import _tile, project
+from .points import project, tile_cells
 
 SUPERSAMPLE = 2
 # CPK colours by atom index (0 padding unused): H, C, N, O, F (the order of molgraph.ATOM_TYPES)
@@ -75,7 +75,7 @@ def molecule_grid(coords, atoms, bonds, ncol: int | None = None, size: int = 128
     if labels is not None and len(labels) != len(x):
         raise ValueError(f"molecule_grid: {len(labels)} labels for {len(x)} conformers; give one per conformer")
     cells = [render_molecule(x[i], atoms[i], bonds[i], size, **view) for i in range(len(x))]
-    return _tile(cells, ncol or math.ceil(math.sqrt(len(x))), pad, cell_labels=labels)
+    return tile_cells(cells, ncol or math.ceil(math.sqrt(len(x))), pad, cell_labels=labels)
 
 
 def save_molecule_grid(coords, atoms, bonds, path: str | os.PathLike, ncol: int | None = None, size: int = 128,
@@ -95,7 +95,7 @@ def save_molecule_strip(steps, atoms, bonds, path: str | os.PathLike, titles: Se
     if titles is not None and len(titles) != len(steps):
         raise ValueError(f"save_molecule_strip: {len(titles)} titles for {len(steps)} steps; give one per step")
     cells = [render_molecule(s[i], atoms[i], bonds[i], size, **view) for i in range(len(steps[0])) for s in steps]
-    return save_image(_tile(cells, len(steps), pad, col_labels=titles), path)
+    return save_image(tile_cells(cells, len(steps), pad, col_labels=titles), path)
 
 
 __all__ = ["molecule_grid", "render_molecule", "save_molecule_grid", "save_molecule_strip"]

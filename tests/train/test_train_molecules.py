@@ -53,7 +53,8 @@ def test_resume_is_exact(own_cache, tmp_path):
     assert logs[0] == logs[1]
 
 
-@pytest.mark.parametrize("kw, words", [({"cond": "label"}, "--cond label"), ({"points_per_step": 4}, "points_per_step"),
+@pytest.mark.parametrize("kw, words", [({"cond": "label"}, "--cond label"), ({"cond": "text"}, "captioned data is one of"),
+                                       ({"points_per_step": 4}, "points_per_step"),
                                        ({"data_options": {"atoms": 3}}, "unknown data option")])
 def test_what_molecules_cannot_take_is_refused_in_one_line(own_cache, tmp_path, kw, words):
     with pytest.raises(ValueError, match=words) as e:
