@@ -6,6 +6,11 @@ Text runs (`cond: "text"`) record in run.json under "text" what sampling needs: 
 package version: another version would give other token states, so loading refuses it), its max_length (prompts
 are truncated to it, with a warning), the token dimension, the longest training caption in tokens, and the
 prompts of the training sample grids (the default prompts of `sample`, as labels cycle for class models).
+
+Molecule runs (data kind "molecules") record in run.json's "data" what sampling needs: the atom types, the scale
+(Å per unit), the recipe and `examples`, the SMILES of the data's first molecules (the default molecules of
+`sample`, as the prompts are for text runs). Their samples are coordinates (num, 3, A): not clamped (they reach
+|x| ~ 4) and centred on each molecule's real atoms, 0 at padding.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from .conditioning import Guided, LabelConditioned, TextCond, TextConditioned
 from .data.files import check_file, check_fits
 from .denoiser import Denoiser
 from .nets import build, config_from_info
+from .nets.molecules import centre
 from .samplers import sample
 from .rundir import RUN_FILE, bad_record, latest_checkpoint, read_run_info, read_state
 from .schedules import get_schedule, schedule_from_dict
@@ -129,7 +135,13 @@ def build_schedule(train_config):
 def describe_data(ds) -> dict:
     return {"name": ds.name, "source": ds.source, "n": len(ds), "shape": list(ds.x.shape[1:]),
             "num_classes": ds.num_classes, "class_names": ds.class_names, "rate": getattr(ds, "rate", None),
-            "kind": getattr(ds, "kind", "grid")}  # "points": a set of points (N, 3, P), not a grid
+            "kind": getattr(ds, "kind", "grid"),  # "points": a set of points (N, 3, P), not a grid
+            **(_molecule_record(ds) if getattr(ds, "kind", None) == "molecules" else {})}
+
+
+def _molecule_record(ds) -> dict:
+    return {"atom_types": list(ds.atom_types), "scale": ds.scale, "recipe": ds.recipe,
+            "examples": ds.smiles[:8]}  # the molecules of a run's sample grids: 8 columns, one molecule each
 
 
 _CODECS: dict = {}  # fingerprint -> LatentCodec: an autoencoder is loaded once per process, shared by every run
@@ -163,6 +175,7 @@ class TrainedModel:
         self.data_shape = self.codec.data_shape if self.codec is not None else self.shape  # what `sample` returns
         self.num_classes = info["data"]["num_classes"] if info["train"].get("cond") == "label" else None
         self.text = info.get("text") if info["train"].get("cond") == "text" else None  # see the module docstring
+        self.kind = info["data"].get("kind", "grid")
 
     @classmethod
     def load(cls, run_dir: str | Path, weights: str = "ema", checkpoint: str | Path | None = None, device="cpu",
@@ -203,7 +216,7 @@ class TrainedModel:
     @torch.no_grad()
     def sample(self, num: int, sampler: str = "dpmpp-2m", steps: int = 20, seed: int = 0, batch: int = 64,
                labels=None, guidance: float = 1.0, callback=None, progress=None, prompts=None,
-               negative_prompt=None, decode: bool = True, **options) -> torch.Tensor:
+               negative_prompt=None, decode: bool = True, smiles=None, graphs=None, **options) -> torch.Tensor:
         """`num` samples in [-1, 1], shape (num, *data shape) (latent runs: decoded, unless decode=False, which
         returns the latents (num, *self.shape) the sampler drew; `callback` always sees latents there). Batches are drawn from one seeded generator, so
         the result depends on the seed and `batch`, not on anything else.
@@ -213,10 +226,14 @@ class TrainedModel:
             None (the prompts of the run's training grids, in turn);
         negative_prompt: for text models with guidance != 1, what guidance steers away from: a string, or a list
             of one per prompt; None is the empty prompt (plain classifier-free guidance);
-        guidance: classifier-free guidance scale (1 = plain conditional model)."""
+        guidance: classifier-free guidance scale (1 = plain conditional model);
+        smiles / graphs: for molecule models, the molecules, taken in turn: SMILES strings, or graphs (atoms (K, A),
+            bonds (K, A, A)); None: the run's example molecules. Returns conformers (num, 3, A) in model units
+            (x Å / scale), centred, 0 at padding (the module docstring)."""
         if num < 1 or batch < 1:
             raise ValueError(f"num and batch must be >= 1, got num={num}, batch={batch}")
         label_tensor = self.labels_for(num, labels)
+        graph = self.graphs_for(num, smiles, graphs)  # None for models of other data
         text = self._text_conditions(num, prompts, negative_prompt, guidance)  # None for non-text models
         g = torch.Generator(device=self.device).manual_seed(seed)
         den = self.denoiser
@@ -227,6 +244,8 @@ class TrainedModel:
         for start in range(0, num, batch):
             b = min(batch, num - start)
             cond = None if label_tensor is None else label_tensor[start:start + b].to(self.device)
+            if graph is not None:
+                cond = tuple(t[start:start + b].to(self.device) for t in graph)
             if text is not None:
                 (table, index), negatives = text
                 cond = table.select(index[start:start + b]).to(self.device)  # (b, L, C), (b, L)
@@ -237,14 +256,27 @@ class TrainedModel:
             with amp:  # the network in bf16 where that is fast; the sampler's arithmetic stays fp32
                 x = sample(den, (b, *self.shape), sampler=sampler, steps=steps, generator=g, cond=cond,
                            callback=callback, device=self.device, **options)
-            # images are clipped to their range; latents and point coordinates are not bounded (a cloud clipped
-            # to the [-1, 1] cube would get square corners)
-            bounded = self.codec is None and self.info["data"].get("kind", "grid") == "grid"
-            out.append(x.clamp(-1, 1).cpu() if bounded else x.cpu())
+            if graph is not None:  # coordinates: unbounded; the mean the net never saw (its noise) removed
+                out.append(centre(x.float(), cond[0]).cpu())
+            else:  # images are clipped to their range; latents and point coordinates are not bounded (a cloud
+                # clipped to the [-1, 1] cube would get square corners)
+                bounded = self.codec is None and self.info["data"].get("kind", "grid") == "grid"
+                out.append(x.clamp(-1, 1).cpu() if bounded else x.cpu())
             if progress is not None:
                 progress(b)
         out = torch.cat(out)
         return self.codec.decode(out) if self.codec is not None and decode else out
+
+    def graphs_for(self, num: int, smiles=None, graphs=None) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The graph of each of `num` samples, (atoms (num, A), bonds (num, A, A)), for molecule models (None for
+        others): `molsamples.graphs_for` (SMILES checked against the model, one-line errors)."""
+        if self.kind != "molecules":
+            if smiles is not None or graphs is not None:
+                raise ValueError(f"smiles and graphs are for molecule models; this model makes {self.kind} data")
+            return None
+        from .molsamples import graphs_for
+
+        return graphs_for(self.info["data"], num, smiles, graphs)
 
     def prompts_for(self, num: int, prompts=None) -> list[str] | None:
         """The prompt of each of `num` samples (None for models that are not text-conditioned); checks them."""
@@ -312,11 +344,15 @@ class TrainedModel:
 
 def write_samples(model: TrainedModel, images: torch.Tensor, out: str | Path, grid: str | Path | None = None,
                   wav: str | Path | None = None, labels=None, prompts=None, negative_prompt=None,
-                  guidance: float = 1.0, ply: str | Path | None = None) -> list[Path]:
+                  guidance: float = 1.0, ply: str | Path | None = None, smiles=None, sdf: str | Path | None = None,
+                  xyz: str | Path | None = None) -> list[Path]:
     """What `diffusekit sample` writes, for samples `images` drawn with these labels / prompts: `out` (.npz: uint8
     `images`, or for point clouds float32 `points` (N, P, 3); and `labels` or `prompts` where the model has them;
     no pickles), optionally a picture `grid` (with the prompts in a .txt beside it; for clouds a .png of renders or
     a turning .gif), a folder `wav` of 16-bit WAVs (1-D signals) and a folder `ply` of PLY files (point clouds).
+    Molecules (drawn for `smiles`, or the run's examples): the .npz holds float32 `coords` (N, A, 3) in Å, `atoms`
+    (N, A) (0 padding, i: atom_types[i - 1]), `bonds` (N, A, A) and `smiles`; `sdf` an SD file of every
+    conformer (RDKit, Open Babel and PyMOL read it), `xyz` a folder of .xyz files, `grid` a picture.
     Returns the paths written."""
     import numpy as np
 
@@ -326,6 +362,12 @@ def write_samples(model: TrainedModel, images: torch.Tensor, out: str | Path, gr
 
     out, num, written = Path(out), len(images), []
     kind = model.info["data"].get("kind", "grid")
+    if kind == "molecules":
+        from .molsamples import write_conformers
+
+        return write_conformers(model, images, out, grid, smiles, sdf, xyz)
+    if sdf is not None or xyz is not None or smiles is not None:
+        raise ValueError(f"--smiles, --sdf and --xyz are for molecule models; this model makes {kind} data")
     if ply is not None and kind != "points":
         raise ValueError(f"--ply writes point clouds; this model makes shape {tuple(images.shape[1:])}")
     if kind == "points":  # coordinates are not pixels: kept as floats, one (P, 3) array per cloud

@@ -147,7 +147,7 @@ def _summary_lines(summary: dict) -> str:
 
 # `diffusekit info` groups a run's settings (any it does not know of go under "other")
 SETTING_GROUPS = {
-    "data": ("data", "image_size", "cond", "p_uncond", "latent", "factor", "latent_channels", "points_per_step"),
+    "data": ("data", "data_options", "image_size", "cond", "p_uncond", "latent", "factor", "latent_channels", "points_per_step"),
     "model": ("model", "model_overrides", "channels", "init_from"),
     "diffusion": ("schedule", "prediction", "loss_weighting", "min_snr_gamma", "noise_sampler", "loss", "kl_weight"),
     "training": ("steps", "minutes", "batch_size", "lr", "warmup_steps", "lr_decay", "weight_decay", "grad_clip",
@@ -172,7 +172,7 @@ def _network_line(summary: dict) -> str:
         f = 2 ** (len(a["channel_mult"]) - 1)
         return (f"model        autoencoder f={f}, {summary['params']:,} parameters, latent "
                 f"{(a['latent_channels'], *[-(-s // f) for s in a['spatial']])}, scale {summary['latent_scale']}")
-    arch = {"unet": "UNet", "points": "point transformer"}.get(summary.get("arch", "unet"), summary.get("arch"))
+    arch = {"unet": "UNet", "points": "point transformer", "molecules": "EGNN"}.get(summary.get("arch", "unet"), summary.get("arch"))
     return (f"model        {summary['model']} {arch}, {summary['params']:,} parameters, predicts "
             f"{summary['prediction']}, schedule {summary['schedule']['name']}")
 

@@ -19,7 +19,10 @@ def add_sample(sub):
                                    "prompts of the run's training grids), --negative-prompt to steer away from "
                                    "(replaces the empty prompt in guidance's unconditional pass, as in Stable "
                                    "Diffusion) and --guidance (e.g. 3.0). A --grid gets its prompts in a .txt beside "
-                                   "it.")
+                                   "it. Molecule runs: --smiles (repeat it for several; default: the run's example "
+                                   "molecules) and --num conformers OF EACH; the .npz holds `coords` float32 (N, A, 3) "
+                                   "in Å, `atoms` (N, A) (0 padding, i: `atom_types`[i - 1]), `bonds` and `smiles`; "
+                                   "--sdf and --xyz write them for chemistry tools.")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--num", type=int, default=64, help="number of samples (default: 64)")
     p.add_argument("--sampler", default="dpmpp-2m", choices=list(SAMPLERS), help="(default: dpmpp-2m)")
@@ -56,6 +59,11 @@ def add_sample(sub):
                                             "at the data's sample rate, else 16 kHz)")
     p.add_argument("--ply", type=Path, help="point clouds only: also write each sample as DIR/sample-NNNN.ply "
                                             "(binary float32 x, y, z: MeshLab, Blender and Open3D read it)")
+    p.add_argument("--smiles", action="append", help="molecule runs: a molecule to make conformers of; repeat for "
+                                                     "several (--num conformers of each)")
+    p.add_argument("--sdf", type=Path, help="molecule runs: also write every conformer to this SD file (titles: "
+                                            "the SMILES)")
+    p.add_argument("--xyz", type=Path, help="molecule runs: also write each conformer as DIR/sample-NNNN.xyz")
 
 
 def cmd_sample(a) -> int:
@@ -73,18 +81,24 @@ def cmd_sample(a) -> int:
         options["eta"] = a.eta
     config = SamplerConfig(a.sampler, a.steps, a.spacing, options, a.sigma_min, a.sigma_max)  # checks the options
     model = TrainedModel.load(a.run_dir, weights=a.weights)
+    smiles = a.smiles
+    if model.kind == "molecules":  # --num conformers of each molecule, molecule by molecule
+        smiles = [s for s in (a.smiles or model.info["data"]["examples"]) for _ in range(a.num)]
+        model.graphs_for(len(smiles), smiles)  # a bad SMILES fails here, before sampling or writing
+    num = len(smiles) if smiles else a.num
     options = {**options, **{k: v for k, v in (("sigma_min", a.sigma_min), ("sigma_max", a.sigma_max))
                              if v is not None}}
-    with tqdm(total=a.num, unit="img", desc=f"{a.sampler} x{a.steps}") as bar:
-        images = model.sample(a.num, sampler=a.sampler, steps=a.steps, seed=a.seed, batch=a.batch,
+    with tqdm(total=num, unit="img", desc=f"{a.sampler} x{a.steps}") as bar:
+        images = model.sample(num, sampler=a.sampler, steps=a.steps, seed=a.seed, batch=a.batch,
                               labels=a.label, guidance=a.guidance, progress=bar.update, prompts=a.prompt,
-                              negative_prompt=a.negative_prompt,
+                              negative_prompt=a.negative_prompt, smiles=smiles,
                               **({"spacing": a.spacing} if a.spacing else {}), **options)
     for path in write_samples(model, images, a.out, grid=a.grid, wav=a.wav, ply=a.ply, labels=a.label, prompts=a.prompt,
-                              negative_prompt=a.negative_prompt, guidance=a.guidance):
+                              negative_prompt=a.negative_prompt, guidance=a.guidance, smiles=smiles, sdf=a.sdf,
+                              xyz=a.xyz):
         print(path)
     record = {"run_dir": str(a.run_dir), "step": model.step, "weights": a.weights, "sampling": asdict(config),
-              "num": a.num, "seed": a.seed, "batch": a.batch, "labels": a.label, "prompts": a.prompt,
+              "num": num, "smiles": a.smiles, "seed": a.seed, "batch": a.batch, "labels": a.label, "prompts": a.prompt,
               "negative_prompts": a.negative_prompt, "guidance": a.guidance}
     a.out.with_suffix(".json").write_text(json.dumps(record, indent=2))
     print(a.out.with_suffix(".json"))
@@ -115,7 +129,9 @@ def sampler_option_flags(sampler: str, given: list[str]) -> dict:
 def add_show(sub):
     p = sub.add_parser("show", help="draw the forward and reverse process of a trained run",
                        description="Write forward.png (a real image at rising noise levels), reverse.png (noise to "
-                                   "sample, with the predicted clean image at each step) and reverse.gif.")
+                                   "sample, with the predicted clean image at each step) and reverse.gif. Molecule "
+                                   "runs: forward.png (conformers of the data at rising noise), reverse.png (x0_hat "
+                                   "of each step for a few of the run's example molecules) and samples.png.")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--out", type=Path, help="output folder (default: RUN_DIR/show)")
     p.add_argument("--sampler", default="dpmpp-2m")

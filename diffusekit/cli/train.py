@@ -28,7 +28,7 @@ def add_train(sub):
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=int, help="budget in optimizer steps")
     budget.add_argument("--minutes", type=float, help="budget in minutes of training (default: 5)")
-    p.add_argument("--model", choices=sorted(PRESETS), help="UNet size preset (default: small)")
+    p.add_argument("--model", choices=sorted(PRESETS), help="network size preset: the UNet, point transformer or EGNN of the data (default: small)")
     p.add_argument("--config", type=Path, help="a JSON file of training settings (TrainConfig fields)")
     p.add_argument("--resume", nargs="?", const=True, default=False, choices=["auto"],
                    help="continue the run in --out from its last checkpoint, exactly as if it had never stopped. "

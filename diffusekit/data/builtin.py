@@ -71,8 +71,8 @@ def load_mnist5k() -> InMemoryDataset:
 def _on_use(module: str, name: str) -> Callable[[], InMemoryDataset]:
     """A loader that imports `module` only when called: procedural and package-backed sets stay off start-up."""
 
-    def load() -> InMemoryDataset:
-        return getattr(importlib.import_module(f".{module}", __package__), name)()
+    def load(**options) -> InMemoryDataset:
+        return getattr(importlib.import_module(f".{module}", __package__), name)(**options)
 
     load.__name__ = name
     return load
@@ -85,6 +85,7 @@ load_moving_digits = _on_use("video", "load_moving_digits")  # made from mnist5k
 load_grf = _on_use("fields", "load_grf")
 load_phantoms = _on_use("phantoms", "load_phantoms")
 load_shapes3d = _on_use("points", "load_shapes3d")
+load_molecules = _on_use("molecules", "load_training_molecules")  # needs rdkit (the molecules extra)
 
 
 # name -> (one-line description for --help, loader). Add new built-ins here.
@@ -103,6 +104,11 @@ REGISTRY: dict[str, tuple[str, Callable[[], InMemoryDataset]]] = {
     "grf": ("5,000 32x32 Gaussian random fields, power spectrum k^-3, pixel std 0.25 (procedural)", load_grf),
     "shapes3d": ("5,000 point clouds of 1,024 points on the surfaces of 5 solids (ellipsoid, torus, box, cylinder, "
                  "cone), random proportions and orientation; a held-out test split (procedural)", load_shapes3d),
+    "molecules": ("1,358 small molecules (H C N O F, <= 30 atoms) x 8 MMFF reference conformers, for conformer "
+                  "generation given the graph; 151 held-out test molecules (RDKit's NCI file; built on first use, "
+                  "~2-4 min)", load_molecules),
 }
+# built-ins whose loader takes settings (TrainConfig.data_options): the others take none
+OPTIONS = {"molecules": "the fields of diffusekit.data.molecules.MoleculeRecipe"}
 BUILTINS: dict[str, str] = {name: desc for name, (desc, _) in REGISTRY.items()}
 BUILTIN_NAMES: tuple[str, ...] = tuple(REGISTRY)

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from .arrays import load_array
-from .builtin import BUILTIN_NAMES, REGISTRY
+from .builtin import BUILTIN_NAMES, OPTIONS, REGISTRY
 from .dataset import DataError, InMemoryDataset, convert_channels, resize_square
 from .folder import IMAGE_EXTENSIONS, load_folder
 from .points import CLOUD_EXTENSIONS, is_cloud_folder, load_cloud_folder
@@ -17,18 +17,22 @@ DEFAULT_DATA = "digits"  # embedded, 1,797 real images, loads in about a second
 
 
 def load_data(spec: str | os.PathLike = DEFAULT_DATA, image_size: int | None = None,
-              channels: int | None = None) -> InMemoryDataset:
+              channels: int | None = None, options: dict | None = None) -> InMemoryDataset:
     """Load a data set by built-in name, folder path, or .npy/.npz path.
 
     A bare name that is a built-in (`BUILTIN_NAMES`) wins over a folder of that name; write "./digits" for the
     folder. `image_size` resizes 2-D images to image_size x image_size (shorter side, then centre crop);
     `channels` (1 or 3) converts between grayscale and RGB. For a folder both default to values chosen from
     the images (see `folder`); for built-ins and arrays the default keeps the data as stored.
+    `options`: settings of a built-in that takes some (`builtin.OPTIONS`: the molecules' recipe).
     Raises DataError (a ValueError) with a message naming the file or folder.
     """
     text = os.fspath(spec)
+    if options and text not in OPTIONS:
+        raise DataError(f"data options {sorted(options)} given, but {text!r} takes none (only "
+                        f"{', '.join(OPTIONS)} do)")
     if text in REGISTRY:
-        ds = REGISTRY[text][1]()
+        ds = REGISTRY[text][1](**(options or {}))
     else:
         path = Path(text).expanduser()
         if path.is_dir() and is_wav_folder(path):  # .wav files and no images: one signal per file

@@ -48,6 +48,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -93,8 +94,10 @@ class MoleculeDataset(InMemoryDataset):
 
     Per molecule m (M of them): atoms[m] (A,), bonds[m] (A, A), smiles[m], references[m] (n_m, atoms_m, 3) float64
     Å (the distinct reference conformers, real atoms only, centred). Per row r: mol_index[r]. `graph(rows)` gives
-    the conditioning of a batch; `angstrom(x)` turns model coordinates back into Å."""
+    the conditioning of a batch; `angstrom(x)` turns model coordinates back into Å. `kind` tells the trainer to
+    build an EGNN and condition every row on its molecule's graph."""
 
+    kind: ClassVar[str] = "molecules"
     atoms: torch.Tensor | None = None  # (M, A) int64, 0 = padding
     bonds: torch.Tensor | None = None  # (M, A, A) int64
     smiles: list[str] = field(default_factory=list)  # (M,) canonical, hydrogens implicit, no stereo
@@ -108,6 +111,17 @@ class MoleculeDataset(InMemoryDataset):
         """(atoms (B, A), bonds (B, A, A)) of rows `rows` of x (an index tensor or list)."""
         m = self.mol_index[torch.as_tensor(rows)]
         return self.atoms[m], self.bonds[m]
+
+    def first(self, n: int | None) -> "MoleculeDataset":
+        """The first n molecules (all of them for None), their rows and references: a smaller evaluation set."""
+        if n is None or n >= len(self.smiles):
+            return self
+        if n < 1:
+            raise DataError(f"molecules: need at least 1 molecule, got n={n}")
+        rows = self.mol_index < n
+        return dataclasses.replace(self, x=self.x[rows], atoms=self.atoms[:n], bonds=self.bonds[:n],
+                                   smiles=self.smiles[:n], mol_index=self.mol_index[rows],
+                                   references=self.references[:n])
 
     def angstrom(self, x: torch.Tensor) -> torch.Tensor:
         """Model coordinates (B, 3, A) -> Å (B, A, 3), the layout of `to_rdkit`, `write_sdf` and RDKit."""
@@ -145,6 +159,16 @@ def load_molecules(split: str = "train", recipe: MoleculeRecipe | None = None, *
         smiles=[meta["smiles"][m] for m in mols], mol_index=torch.arange(len(mols)).repeat_interleave(K),
         references=refs, scale=SCALE, atom_types=tuple(meta["atom_types"]), recipe=dict(meta["recipe"]),
     )
+
+
+def load_training_molecules(**recipe) -> MoleculeDataset:
+    """`--data molecules`: the train split of MoleculeRecipe(**recipe) (a run's `data_options`; none: the default
+    recipe). An unknown setting is a one-line DataError."""
+    known = {f.name for f in dataclasses.fields(MoleculeRecipe)}
+    if set(recipe) - known:
+        raise DataError(f"molecules: unknown data option(s) {sorted(set(recipe) - known)}; the recipe takes "
+                        f"{', '.join(sorted(known))}")
+    return load_molecules("train", MoleculeRecipe(**recipe))
 
 
 def source_molecules(max_atoms: int = 30) -> tuple[list[tuple[str, str]], dict[str, int]]:
@@ -267,5 +291,5 @@ def _file_sha1(path: Path) -> str:
     return hashlib.sha1(path.read_bytes()).hexdigest()
 
 
-__all__ = ["MoleculeDataset", "MoleculeRecipe", "SCALE", "SOURCE", "cache_dir", "load_molecules", "mol_to_graph",
+__all__ = ["MoleculeDataset", "MoleculeRecipe", "SCALE", "SOURCE", "cache_dir", "load_molecules", "load_training_molecules", "mol_to_graph",
            "reference_ensemble", "source_molecules", "to_rdkit", "write_sdf", "write_xyz"]

@@ -15,6 +15,9 @@ The baseline is ETKDGv3 alone (no MMFF), so it is scored against MMFF-minimised 
 learned the references' distribution can beat it. `etkdg_scores(test)` gives the line the integrator prints; on the
 default held-out split (151 molecules, `benchmarks/conformer_baseline.py`): COV-R 73.5% (median 83.3%), MAT-R
 0.335 Å (median 0.327 Å) at seed 0, 73.8% / 0.331 Å at seed 1.
+
+`evaluate_model(model, test)` is `diffusekit eval RUN` for a molecule run: ratio x n_m conformers per molecule from
+the model (`generate`), scored the same way, beside ETKDG on the same molecules.
 """
 
 from __future__ import annotations
@@ -119,6 +122,42 @@ def etkdg_scores(data, seed: int = 0, delta: float = DELTA, ratio: int = GEN_RAT
     return score_conformers(data.atoms, data.bonds, data.references, gens, delta, data.smiles)
 
 
+def generate(model, data, ratio: int = GEN_RATIO, progress: bool = True, **sampling) -> list[np.ndarray]:
+    """ratio x n_m conformers of each molecule of `data` (a MoleculeDataset) from `model` (a molecule
+    `TrainedModel`): (ratio n_m, A, 3) float64 Å per molecule, in one seeded `model.sample` call, molecule by
+    molecule. sampling: sampler, steps, seed, batch, ... as `TrainedModel.sample` takes them."""
+    import torch
+    from tqdm.auto import tqdm
+
+    counts = [ratio * len(ref) for ref in data.references]
+    m = torch.arange(len(counts)).repeat_interleave(torch.tensor(counts))
+    with tqdm(total=int(sum(counts)), unit="conf", desc="generating", disable=not progress) as bar:
+        x = model.sample(len(m), graphs=(data.atoms[m], data.bonds[m]), progress=bar.update, **sampling)
+    coords = (x.double().transpose(1, 2) * model.info["data"]["scale"]).numpy()  # (G, A, 3) Å
+    return np.split(coords, np.cumsum(counts)[:-1])
+
+
+def evaluate_model(model, data, ratio: int = GEN_RATIO, delta: float = DELTA, baseline: bool = True,
+                   baseline_seed: int = 0, progress: bool = True, **sampling) -> dict:
+    """COV-R / MAT-R of a molecule model on `data` (the held-out split), beside ETKDG's on the same molecules
+    (`baseline`): `diffusekit eval RUN`. Returns the JSON record: both summaries, the per-molecule scores, the
+    sampling settings."""
+    gens = generate(model, data, ratio, progress, **sampling)
+    scores = score_conformers(data.atoms, data.bonds, data.references, gens, delta, data.smiles)
+    res = {"kind": "molecules", "molecules": len(data.smiles), "ratio": ratio, "delta": delta,
+           "sampling": {k: v for k, v in sampling.items() if k != "progress"}, "step": model.step,
+           "model": scores.summary(), "per_molecule": {"smiles": data.smiles, "references":
+                                                       [len(r) for r in data.references],
+                                                       "cov": scores.cov.tolist(), "mat": scores.mat.tolist()},
+           "lines": [scores.format("model")]}
+    if baseline:
+        base = etkdg_scores(data, seed=baseline_seed, delta=delta, ratio=ratio, progress=progress)
+        res["etkdg"] = {**base.summary(), "seed": baseline_seed}
+        res["per_molecule"]["etkdg_cov"], res["per_molecule"]["etkdg_mat"] = base.cov.tolist(), base.mat.tolist()
+        res["lines"].append(base.format("ETKDG"))
+    return res
+
+
 def _real(coords, atoms, real) -> np.ndarray:
     """(k, n, 3) coordinates of the real atoms, from padded (k, A, 3) or already (k, n, 3)."""
     coords = np.asarray(coords, dtype=np.float64)
@@ -128,4 +167,4 @@ def _real(coords, atoms, real) -> np.ndarray:
 
 
 __all__ = ["DELTA", "GEN_RATIO", "ConformerScores", "coverage_matching", "etkdg_baseline", "etkdg_scores",
-           "rmsd_matrix", "score_conformers"]
+           "evaluate_model", "generate", "rmsd_matrix", "score_conformers"]

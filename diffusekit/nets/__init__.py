@@ -2,15 +2,18 @@
 
     unet.py    UNet for grids: 1-D signals, 2-D images, 3-D video and volumes (UNetConfig, PRESETS)
     points.py  a permutation-equivariant set transformer for point clouds (PointNetConfig, POINT_PRESETS)
+    molecules.py  an E(3)-equivariant graph network for conformers, given the molecular graph (EGNNConfig,
+               MOLECULE_PRESETS)
 
 run.json names the architecture (`arch`, absent in runs from before there was a choice: the UNet) and keeps its
 config; `config_from_info` and `build` turn that back into the network.
 """
 
+from .molecules import EGNN, MOLECULE_PRESETS, EGNNConfig, molecule_config
 from .points import POINT_PRESETS, PointNetConfig, PointTransformer, point_config
 from .unet import PRESETS, UNet, UNetConfig, param_count, param_counts, unet_config
 
-ARCHS = {"unet": (UNetConfig, UNet), "points": (PointNetConfig, PointTransformer)}
+ARCHS = {"unet": (UNetConfig, UNet), "points": (PointNetConfig, PointTransformer), "molecules": (EGNNConfig, EGNN)}
 
 
 def config_from_info(info: dict):
@@ -32,9 +35,9 @@ def net_record(config) -> dict:
 
 
 def build(config):
-    """The bare network for a UNetConfig or PointNetConfig."""
+    """The bare network of a config in ARCHS (UNetConfig, PointNetConfig, EGNNConfig)."""
     return ARCHS[arch_of(config)][1](config)
 
 
-__all__ = ["ARCHS", "POINT_PRESETS", "PRESETS", "PointNetConfig", "PointTransformer", "UNet", "UNetConfig", "build",
-           "config_from_info", "net_record", "param_count", "param_counts", "point_config", "unet_config"]
+__all__ = ["ARCHS", "EGNN", "EGNNConfig", "MOLECULE_PRESETS", "POINT_PRESETS", "PRESETS", "PointNetConfig", "PointTransformer", "UNet", "UNetConfig", "build",
+           "config_from_info", "molecule_config", "net_record", "param_count", "param_counts", "point_config", "unet_config"]

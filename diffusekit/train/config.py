@@ -24,6 +24,8 @@ class TrainConfig:
     minutes: float | None = None  # ... or in wall-clock minutes of training (one of the two; steps wins)
     model: str = "small"  # UNet size preset: tiny, small, base (`diffusekit.nets.PRESETS`)
     model_overrides: dict = field(default_factory=dict)  # any UNetConfig field, e.g. {"channels": 48}
+    data_options: dict = field(default_factory=dict)  # settings of a built-in that takes some: molecules' recipe
+    # (MoleculeRecipe fields, e.g. {"max_molecules": 12} for a tiny set); recorded so eval and show load the same
     image_size: int | None = None  # resize 2-D images (folders default to their median size, capped at 64)
     cond: str | None = None  # None (unconditional), "label": class-conditional through the UNet's cond hook, or
     # "text": captions through a frozen text encoder into the UNet's cross-attention (captioned data only)

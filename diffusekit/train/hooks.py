@@ -37,9 +37,10 @@ class Hooks:
         self.next_eval_s, self.evaluated_at = s.config.eval_minutes * 60, -1
         self.next_checkpoint_s = next_time(s.config.checkpoint_minutes, st.elapsed)
         if main:
-            net = ("point transformer" if s.info.get("arch") == "points" else "UNet")
+            arch = s.info.get("arch", "unet")
+            net = {"points": "point transformer", "molecules": "EGNN"}.get(arch, "UNet")
             print(f"diffusekit: training {s.config.model} {net} ({s.info['params'] / 1e6:.2f}M params, "
-                  f"{'sets' if s.info.get('arch') == 'points' else f'{s.ds.x.ndim - 2}-D'}) on {s.ds.name} ({len(s.ds)} x {tuple(s.ds.x.shape[1:])}) -> {s.out}; "
+                  f"{ {'points': 'sets', 'molecules': 'graphs'}.get(arch, f'{s.ds.x.ndim - 2}-D')}) on {s.ds.name} ({len(s.ds)} x {tuple(s.ds.x.shape[1:])}) -> {s.out}; "
                   f"device {s.dist.device}, {'bf16 autocast' if isinstance(s.amp, torch.autocast) else 'fp32'}, "
                   f"{s.dist.world_size} process(es)", file=sys.stderr)
 
@@ -189,7 +190,8 @@ def write_grid(out: Path, step: int, info: dict, ema_net, config: TrainConfig, d
     model = TrainedModel(info, ema_net, step, device)
     images = model.sample(config.num_grid, sampler=config.sample_sampler, steps=config.sample_steps, seed=0)
     path = out / "samples" / f"step-{step:07d}.png"
-    save_samples(images, path, rate=info["data"].get("rate"), kind=info["data"].get("kind", "grid"))
+    save_samples(images, path, rate=info["data"].get("rate"), kind=info["data"].get("kind", "grid"),
+                 graphs=model.graphs_for(config.num_grid))
     shutil.copyfile(path, out / "samples" / "latest.png")
     if model.text is not None:
         txt = save_prompts(model.prompts_for(config.num_grid), path.with_suffix(".txt"), guidance=1.0)

@@ -5,6 +5,10 @@ The order of the work here is part of exact resumption and of the committed-weig
 initialised from `torch.manual_seed(config.seed)` right before the network is built (nothing after the seed may
 draw from torch's global generator before that), and a resumed run then restores the saved generator states.
 
+Molecules (data of kind "molecules"): every row is conditioned on its molecule's graph; the per-molecule tables
+(atoms (M, A), bonds (M, A, A)) and the row -> molecule index go to the device once (`Setup.graphs`) and the step
+looks a batch's graphs up from them, as it does labels.
+
 Text conditioning (cond="text"): the captioned data set's captions are encoded ONCE by the frozen text encoder (each
 distinct caption once, through the on-disk caption cache: `diffusekit.text.encode_captions`); the step looks up the
 batch's token states from that table. The encoder itself is never in the training graph.
@@ -25,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 from .. import fast
 from ..denoiser import Denoiser
 from ..model import LOG_SIGMA_EMB_SCALE, build_net, build_schedule, check_text_encoder, describe_data, empty_prompt
-from ..nets import PRESETS, config_from_info, net_record, param_count, point_config, unet_config
+from ..nets import PRESETS, config_from_info, molecule_config, net_record, param_count, point_config, unet_config
 from ..rundir import RUN_FILE, latest_checkpoint
 from . import distributed
 from .checkpoint import load_checkpoint, write_json_atomic
@@ -76,6 +80,7 @@ class Setup:
     x_all: torch.Tensor  # the whole data set on the device
     labels_all: torch.Tensor | None  # its labels on the device, for cond="label"
     captions: object | None  # CaptionEncodings on the device, for cond="text"
+    graphs: tuple | None = None  # molecules: (atoms (M, A), bonds (M, A, A), mol_index (N,)) on the device
 
     @property
     def rows(self) -> slice:
@@ -142,8 +147,10 @@ def set_up(config: TrainConfig, resume: bool, dist: distributed.Dist) -> tuple[S
         captions.tokens, captions.mask = captions.tokens.to(device), captions.mask.to(device)
     model = DistributedDataParallel(net) if dist.enabled else net
     den = Denoiser(model, schedule, prediction=config.prediction, check_finite=False)  # the loss is checked
+    graphs = (tuple(t.to(device) for t in (ds.atoms, ds.bonds, ds.mol_index))
+              if getattr(ds, "kind", "grid") == "molecules" else None)
     return Setup(config, dist, out, ds, info, net, den, amp, ema, opt, x_all=ds.x.to(device),
-                 labels_all=ds.labels.to(device) if num_classes else None, captions=captions), state
+                 labels_all=ds.labels.to(device) if num_classes else None, captions=captions, graphs=graphs), state
 
 
 def prepare_out(config: TrainConfig, resume: bool, dist: distributed.Dist) -> Path:
@@ -185,10 +192,14 @@ def training_data(config: TrainConfig, dist: distributed.Dist, saved: dict | Non
         if saved is not None:  # the run was trained with this encoder: refuse another version rather than drift
             check_text_encoder(saved["text"])
     else:
-        ds = load_data(config.data, image_size=config.image_size)
+        ds = load_data(config.data, image_size=config.image_size, options=config.data_options)
+    kind = getattr(ds, "kind", "grid")
+    if kind == "molecules" and config.cond is not None:
+        raise ValueError(f"{ds.name}: molecules are conditioned on their graph; --cond {config.cond} is not for them")
     if config.points_per_step is not None:
-        if getattr(ds, "kind", "grid") != "points":
-            raise ValueError(f"points_per_step is for point clouds; {ds.name} is a grid of shape {tuple(ds.x.shape[1:])}")
+        if kind != "points":
+            raise ValueError(f"points_per_step is for point clouds; {ds.name} is of kind {kind!r}, shape "
+                             f"{tuple(ds.x.shape[1:])}")
         if config.points_per_step > ds.x.shape[-1]:
             raise ValueError(f"points_per_step={config.points_per_step} is more than the {ds.x.shape[-1]} points of "
                              f"each cloud of {ds.name}")
@@ -271,7 +282,8 @@ def init_source(config: TrainConfig, ds, num_classes, captions) -> tuple[dict, P
 def network_config(config: TrainConfig, ds, num_classes, text_info, saved, init):
     """The network to train: a resumed run's own (even if the presets' defaults changed since), a fine-tune's
     source's, or the preset with the user's overrides on top of the defaults this run's diffusion and conditioning
-    need: a UNetConfig for grids, a PointNetConfig for point clouds (data of kind "points")."""
+    need: a UNetConfig for grids, a PointNetConfig for point clouds (data of kind "points"), an EGNNConfig for
+    molecules (kind "molecules": one atom type per element plus padding)."""
     if saved is not None:
         return config_from_info(saved)
     if init is not None:
@@ -281,6 +293,8 @@ def network_config(config: TrainConfig, ds, num_classes, text_info, saved, init)
         overrides.setdefault("emb_scale", LOG_SIGMA_EMB_SCALE)
     if num_classes:
         overrides.setdefault("cond_dim", 128)
+    if getattr(ds, "kind", "grid") == "molecules":
+        return molecule_config(config.model, **{"num_atom_types": len(ds.atom_types) + 1, **overrides})
     if getattr(ds, "kind", "grid") == "points":
         if text_info is not None:
             raise ValueError(f"{ds.name}: point clouds take --cond label or no conditioning, not text")

@@ -56,6 +56,10 @@ def draw_batch(s: Setup, st: TrainState):
     elif s.captions is not None:  # (B, L, C) and (B, L) for the global batch, L its longest caption
         c = s.net.drop_prompts(TextCond(*s.captions.lookup(idx)).trim(), st.noise_gen)
         cond = TextCond(c.tokens[rows], c.mask[rows]).to(device)
+    elif s.graphs is not None:  # molecules: each row's graph (atoms (b, A), bonds (b, A, A)); draws nothing
+        atoms, bonds, mol_index = s.graphs
+        m = mol_index[idx[rows].to(device)]
+        cond = (atoms[m], bonds[m])
     x0 = s.x_all[idx[rows].to(device)]
     if config.points_per_step:  # point clouds: a fresh random subset of each cloud's points (drawn last, so
         # runs without it keep their draws); eps is the same subset of iid normals, so still iid normal
@@ -63,7 +67,11 @@ def draw_batch(s: Setup, st: TrainState):
         keep = keep[rows, None, :config.points_per_step].expand(-1, x0.shape[1], -1).to(device)  # (b, 3, k)
         x0, eps = x0.gather(2, keep), eps[rows].to(device).gather(2, keep)
         return x0, sigma[rows].to(device), eps, cond
-    return x0, sigma[rows].to(device), eps[rows].to(device), cond
+    eps = eps[rows].to(device)
+    project = getattr(s.net, "project_noise", None)  # a network whose data lives in a subspace (EGNN: centred
+    if project is not None:  # coordinates, 0 at padding) takes the noise there too: it cannot predict the rest
+        eps = project(eps, cond)
+    return x0, sigma[rows].to(device), eps, cond
 
 
 def train_step(s: Setup, st: TrainState) -> tuple[torch.Tensor, torch.Tensor]:

@@ -101,7 +101,7 @@ def cloud_grid(clouds, ncol: int | None = None, size: int = 128, labels: Sequenc
     if labels is not None and len(labels) != len(c):
         raise ValueError(f"cloud_grid: {len(labels)} labels for {len(c)} clouds; give one per cloud")
     cells = [render_cloud(x, size, **view) for x in c]
-    return _tile(cells, ncol or math.ceil(math.sqrt(len(c))), pad, cell_labels=labels)
+    return tile_cells(cells, ncol or math.ceil(math.sqrt(len(c))), pad, cell_labels=labels)
 
 
 def save_cloud_grid(clouds, path: str | os.PathLike, ncol: int | None = None, size: int = 128,
@@ -140,10 +140,10 @@ def save_cloud_strip(clouds_over_time, path: str | os.PathLike, titles: Sequence
     if titles is not None and len(titles) != len(steps):
         raise ValueError(f"save_cloud_strip: {len(titles)} titles for {len(steps)} steps; give one per step")
     cells = [render_cloud(b[i], size, **view) for i in range(len(batches[0])) for b in batches]  # row-major
-    return save_image(_tile(cells, len(steps), pad, col_labels=titles), path)
+    return save_image(tile_cells(cells, len(steps), pad, col_labels=titles), path)
 
 
-def _tile(cells: list, ncol: int, pad: int, cell_labels=None, col_labels=None) -> Image.Image:
+def tile_cells(cells: list, ncol: int, pad: int, cell_labels=None, col_labels=None) -> Image.Image:
     """Equal (s, s, 3) cells on white, row-major; a caption band above every row (cell_labels) or the first one."""
     s = cells[0].shape[0]
     ncol = max(1, min(ncol, len(cells)))
@@ -180,4 +180,4 @@ def _as_batch(clouds, what: str) -> torch.Tensor:
     return t
 
 
-__all__ = ["render_cloud", "project", "cloud_grid", "save_cloud_grid", "save_rotating_gif", "save_cloud_strip"]
+__all__ = ["render_cloud", "project", "tile_cells", "cloud_grid", "save_cloud_grid", "save_rotating_gif", "save_cloud_strip"]

@@ -35,7 +35,10 @@ def show(model: TrainedModel, out_dir: str | Path, sampler: str = "dpmpp-2m", st
     out.mkdir(parents=True, exist_ok=True)
     g = torch.Generator().manual_seed(seed)
     ds = data if data is not None else load_data(model.info["train"]["data"],
-                                                 image_size=model.info["train"].get("image_size"))
+                                                 image_size=model.info["train"].get("image_size"),
+                                                 options=model.info["train"].get("data_options"))
+    if model.kind == "molecules":
+        return _show_molecules(model, out, ds, sampler, steps, seed, min(num, 4))
     x0 = ds.x[torch.randperm(len(ds), generator=g)[:num]]
     sched = model.schedule if isinstance(model.schedule, DiscreteSchedule) else DiscreteSchedule()
     eps = torch.randn(x0.shape, generator=g)
@@ -106,6 +109,37 @@ def _show_points(model, out: Path, cols, sampler, steps, seed, num) -> dict[str,
     frames = [cloud_grid(b, size=96) for b in x0_hat + [final]]
     paths["gif"] = save_gif(frames, out / "reverse.gif", duration_ms=150)
     paths["samples"] = save_rotating_gif(final, out / "samples.gif", size=96)
+    return paths
+
+
+def _show_molecules(model, out: Path, ds, sampler, steps, seed, num) -> dict[str, Path]:
+    """Molecules: forward.png (a reference conformer of each of the data's first `num` molecules, rows, at the
+    FORWARD_T levels; the noise centred as in training), reverse.png (for the same molecules: x_t of the first,
+    then each one's x0_hat, at every step, and the final conformers) and samples.png (the final conformers)."""
+    from ..nets.molecules import centre
+    from .molecules import save_molecule_grid, save_molecule_strip
+
+    rows = torch.stack([torch.nonzero(ds.mol_index == m)[0, 0] for m in range(min(num, len(ds.smiles)))])
+    x0, (atoms, bonds) = ds.x[rows], ds.graph(rows)
+    sched = model.schedule if isinstance(model.schedule, DiscreteSchedule) else DiscreteSchedule()
+    eps = centre(torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed)), atoms)
+    cols = [q_sample(sched, x0, torch.full((len(x0),), t), eps) for t in FORWARD_T]
+    paths = {"forward": save_molecule_strip(cols, atoms, bonds, out / "forward.png", size=96,
+                                            titles=[f"t={t}" for t in FORWARD_T])}
+    frames = []
+
+    def record(info):  # x_t in the VP scale (drawable), then every x0_hat; both centred as the samples are
+        x_t = info["x"][:1].float().cpu() * (1 + info["sigma"] ** 2) ** -0.5
+        frames.append(centre(torch.cat([x_t, info["x0_hat"].float().cpu()]), torch.cat([atoms[:1], atoms])))
+
+    final = model.sample(len(x0), sampler=sampler, steps=steps, seed=seed, batch=len(x0), graphs=(atoms, bonds),
+                         callback=record)
+    frames.append(torch.cat([final[:1], final]))
+    paths["reverse"] = save_molecule_strip(frames, torch.cat([atoms[:1], atoms]), torch.cat([bonds[:1], bonds]),
+                                           out / "reverse.png", size=96,
+                                           titles=[f"step {i}" for i in range(len(frames) - 1)] + ["final"])
+    paths["samples"] = save_molecule_grid(final, atoms, bonds, out / "samples.png", ncol=len(final),
+                                          labels=[s[:18] for s in ds.smiles[:len(final)]])
     return paths
 
 

@@ -113,14 +113,21 @@ def save_clip_strip(clip, path: str | os.PathLike, upscale: int | None = None, c
     return save_strip(frames, path, labels=labels, upscale=upscale)
 
 
-def save_samples(x, path: str | os.PathLike, rate: float | None = None, kind: str = "grid") -> Path:
+def save_samples(x, path: str | os.PathLike, rate: float | None = None, kind: str = "grid", graphs=None) -> Path:
     """Pictures for any data the engine makes. kind="points": point clouds (B, 3, P) -> `viz.points`: a grid of
-    renders, or for a .gif path the grid turning a full circle. Grids (the rest) are chosen by shape: signals (B, C, L) -> `save_waveforms` (and
+    renders, or for a .gif path the grid turning a full circle. kind="molecules": conformers (B, 3, A) with
+    `graphs` (atoms, bonds) -> `viz.molecules`, 8 a row (a run's grid: one example molecule per column). Grids (the rest) are chosen by shape: signals (B, C, L) -> `save_waveforms` (and
     `save_spectrograms` beside it, "<name>-spectrogram.png", when `rate` is given); images (B, C, H, W) ->
     `viz.save_grid`; clips (B, C, T, H, W) -> `save_clip_gif` for a .gif path, else `save_clip_strip` of up to
     8 clips (one row each)."""
     path = Path(path)
     t = torch.as_tensor(x)
+    if kind == "molecules":  # conformers (B, 3, A) with graphs (atoms (B, A), bonds (B, A, A)): `viz.molecules`
+        from .molecules import save_molecule_grid
+
+        if graphs is None:
+            raise ValueError("save_samples: conformers need their graphs (atoms, bonds) to be drawn")
+        return save_molecule_grid(t, *graphs, path, ncol=min(len(t), 8))
     if kind == "points":
         from .points import save_cloud_grid, save_rotating_gif
 

