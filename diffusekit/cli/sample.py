@@ -71,7 +71,8 @@ def cmd_sample(a) -> int:
 
     from tqdm.auto import tqdm
 
-    from ..model import TrainedModel, write_samples
+    from ..model import TrainedModel
+    from ..sample_files import write_samples
     from ..samplers import SamplerConfig
 
     if a.out.suffix != ".npz":

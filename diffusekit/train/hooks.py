@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..model import TrainedModel, save_prompts
+from ..model import TrainedModel
+from ..sample_files import save_prompts
 from ..viz.signals import save_samples
 from .checkpoint import save_checkpoint
 from .config import TrainConfig

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 from ..data import load_data
 from ..process import q_sample
-from ..model import TrainedModel, save_prompts
+from ..model import TrainedModel
+from ..sample_files import save_prompts
 from ..schedules import DiscreteSchedule
 from .grids import save_gif, save_strip
 from .signals import save_clip_gif, save_clip_strip, save_waveforms

@@ -95,7 +95,7 @@ def expected_steps(params: dict) -> int:
 
 
 def generate(served: ServedModel, job: Job, folder: Path) -> None:
-    from ..model import write_samples
+    from ..sample_files import write_samples
 
     p, m = job.params, served.model
     total, count = expected_steps(p), [0]
