@@ -60,14 +60,12 @@ def draw_batch(s: Setup, st: TrainState):
         atoms, bonds, mol_index = s.graphs
         m = mol_index[idx[rows].to(device)]
         cond = (atoms[m], bonds[m])
-    x0 = s.x_all[idx[rows].to(device)]
+    x0, eps = s.x_all[idx[rows].to(device)], eps[rows].to(device)
     if config.points_per_step:  # point clouds: a fresh random subset of each cloud's points (drawn last, so
         # runs without it keep their draws); eps is the same subset of iid normals, so still iid normal
         keep = torch.rand(config.batch_size, s.x_all.shape[-1], generator=st.noise_gen).argsort(1)
         keep = keep[rows, None, :config.points_per_step].expand(-1, x0.shape[1], -1).to(device)  # (b, 3, k)
-        x0, eps = x0.gather(2, keep), eps[rows].to(device).gather(2, keep)
-        return x0, sigma[rows].to(device), eps, cond
-    eps = eps[rows].to(device)
+        x0, eps = x0.gather(2, keep), eps.gather(2, keep)
     project = getattr(s.net, "project_noise", None)  # a network whose data lives in a subspace (EGNN: centred
     if project is not None:  # coordinates, 0 at padding) takes the noise there too: it cannot predict the rest
         eps = project(eps, cond)
