@@ -22,7 +22,7 @@ class TrainConfig:
     out: str = "runs/digits"  # the run directory: everything the run writes stays here
     steps: int | None = None  # budget in optimizer steps ...
     minutes: float | None = None  # ... or in wall-clock minutes of training (one of the two; steps wins)
-    model: str = "small"  # UNet size preset: tiny, small, base (`diffusekit.nets.PRESETS`)
+    model: str = "small"  # size preset: tiny, small, base (the UNet, point transformer or EGNN of the data)
     model_overrides: dict = field(default_factory=dict)  # any UNetConfig field, e.g. {"channels": 48}
     data_options: dict = field(default_factory=dict)  # settings of a built-in that takes some: molecules' recipe
     # (MoleculeRecipe fields, e.g. {"max_molecules": 12} for a tiny set); recorded so eval and show load the same
