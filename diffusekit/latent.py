@@ -18,14 +18,15 @@ autoencoder that is missing or is not that one (`LatentCodec.from_record`).
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 
 from .nets.autoencoder import Autoencoder, AutoencoderConfig
-from .rundir import latest_checkpoint, read_run_info
+from .rundir import model_weights, read_run_info
+from . import zoo
+from .zoo import PREFIX, locate
 
 SCALE_IMAGES = 2048  # data images the latent scale is measured on (its relative standard error ~1.5%)
 
@@ -54,18 +55,17 @@ class LatentCodec:
     @classmethod
     def load(cls, run_dir: str | Path, checkpoint: str | Path | None = None, device="cpu") -> "LatentCodec":
         """The EMA weights and scale of an autoencoder run's newest (or the given) checkpoint."""
-        run_dir = Path(run_dir)
+        source = str(run_dir)
+        run_dir = locate(run_dir)  # a run directory, a packed model, or a zoo model's name
         info = read_run_info(run_dir)
         if "autoencoder" not in info:
             raise ValueError(f"{run_dir} is not an autoencoder run (its run.json has no 'autoencoder' config); "
                              f"train one with `diffusekit train-autoencoder --out {run_dir}`")
-        ckpt = Path(checkpoint) if checkpoint else latest_checkpoint(run_dir / "checkpoints")
-        if ckpt is None:
-            raise FileNotFoundError(f"{run_dir} has no complete checkpoint yet (in {run_dir / 'checkpoints'})")
-        state = json.loads((ckpt / "state.json").read_text())
+        path, state = model_weights(run_dir, "ema", checkpoint)
         ae = Autoencoder(AutoencoderConfig.from_dict(info["autoencoder"]))
-        ae.load_state_dict(load_file(str(ckpt / "ema.safetensors")))
-        return cls(ae.to(device), state["latent_scale"], run_dir, state["step"])
+        ae.load_state_dict(load_file(str(path)))  # packed bf16 / fp16 weights are cast to fp32 here
+        zoo_name = source if source.startswith(PREFIX) else PREFIX + run_dir.name if zoo.in_zoo(run_dir) else None
+        return cls(ae.to(device), state["latent_scale"], zoo_name or run_dir, state["step"])
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor, batch: int = 256) -> torch.Tensor:
@@ -89,23 +89,28 @@ class LatentCodec:
 
     def record(self) -> dict:
         """What a latent run stores in its run.json under "latent" to find and check this autoencoder again."""
-        # the absolute path: a latent run must find its autoencoder from whatever directory it is used in
-        return {"run": str(Path(self.run_dir).resolve()), "step": self.step, "scale": self.scale, "fingerprint": self.fingerprint(),
+        # the absolute path (or "zoo:NAME"): a latent run must find its autoencoder from whatever directory it is
+        # used in
+        run = self.run_dir if str(self.run_dir).startswith(PREFIX) else str(Path(self.run_dir).resolve())
+        return {"run": run, "step": self.step, "scale": self.scale, "fingerprint": self.fingerprint(),
                 "autoencoder": self.config.to_dict()}
 
     @staticmethod
     def checkpoint_of(record: dict) -> Path:
-        """The checkpoint directory a latent run's record names."""
+        """The checkpoint directory a latent run's record names (for a zoo autoencoder, "zoo:NAME": its folder)."""
+        if str(record["run"]).startswith(PREFIX):
+            return zoo.ZOO_DIR / str(record["run"])[len(PREFIX):]
         return Path(record["run"]) / "checkpoints" / f"step-{int(record['step']):07d}"
 
     @classmethod
     def from_record(cls, record: dict, device="cpu") -> "LatentCodec":
         """The autoencoder a latent run was trained on, checked to be the same one (else a ValueError naming it)."""
-        run_dir, ckpt = Path(record["run"]), cls.checkpoint_of(record)
+        run_dir, ckpt = record["run"], cls.checkpoint_of(record)
         if not ckpt.is_dir():
             raise ValueError(f"this latent run was trained on the autoencoder {run_dir} (checkpoint step "
                              f"{record['step']}), which is missing: restore it or retrain the latent run")
-        codec = cls.load(run_dir, ckpt, device=device)
+        packed = str(run_dir).startswith(PREFIX)
+        codec = cls.load(run_dir, None if packed else ckpt, device=device)
         if codec.fingerprint() != record["fingerprint"] or abs(codec.scale - record["scale"]) > 1e-12:
             raise ValueError(f"the autoencoder at {ckpt} is not the one this latent run was trained on (its weights "
                              f"or latent scale differ): restore that autoencoder or retrain the latent run")

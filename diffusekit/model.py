@@ -29,8 +29,9 @@ from .denoiser import Denoiser
 from .nets import build, config_from_info
 from .nets.molecules import centre
 from .samplers import sample
-from .rundir import RUN_FILE, bad_record, latest_checkpoint, read_run_info, read_state
+from .rundir import RUN_FILE, bad_record, model_weights, read_run_info
 from .schedules import get_schedule, schedule_from_dict
+from .zoo import locate
 
 LOG_SIGMA_EMB_SCALE = 250.0  # UNet embedding scale when it sees log(sigma)/4 (range ~[-1.6, 1.1]) not t in 0..999
 
@@ -180,14 +181,9 @@ class TrainedModel:
     @classmethod
     def load(cls, run_dir: str | Path, weights: str = "ema", checkpoint: str | Path | None = None, device="cpu",
              precision: str = "auto"):
-        if weights not in ("ema", "model"):
-            raise ValueError(f"weights must be 'ema' or 'model', got {weights!r}")
-        run_dir = Path(run_dir)
+        run_dir = locate(run_dir)  # a run directory, a packed model, or a zoo model's name
         info = read_run_info(run_dir)
-        ckpt = Path(checkpoint) if checkpoint else latest_checkpoint(run_dir / "checkpoints")
-        if ckpt is None:
-            raise FileNotFoundError(f"{run_dir} has no complete checkpoint yet (in {run_dir / 'checkpoints'})")
-        path = ckpt / f"{weights}.safetensors"
+        path, state = model_weights(run_dir, weights, checkpoint)
         try:  # a run.json edited by hand can lack any field or hold any type: one line that names it
             train = info["train"]
             if train.get("cond") == "text" and "text" not in info:
@@ -199,12 +195,12 @@ class TrainedModel:
             with torch.device("meta"):  # shapes only, no memory: a run.json asking for a huge network is refused here
                 check_weights_fit(build_net(*args, text_null=text_null), path, run_dir)
             net = build_net(*args, text_null=text_null)
-            state = load_file(str(path))
-            bad = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+            tensors = load_file(str(path))  # a packed model's bf16 / fp16 weights are cast to the net's fp32 here
+            bad = next((k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
             if bad is not None:
                 raise ValueError(f"{path}: tensor {bad} holds NaN or inf; the checkpoint is corrupt")
-            net.load_state_dict(state)
-            step = read_state(ckpt)["step"]
+            net.load_state_dict(tensors)
+            step = state["step"]
             if precision == "auto":
                 net = fast.prepare_model(net, device, len(info["data"]["shape"]) - 1)
             return cls(info, net.to(device), step, device, precision)

@@ -6,6 +6,15 @@
     RUN_DIR/samples/        sample grids written during training (text runs: each grid's prompts in a .txt beside it)
     RUN_DIR/.lock           while a process trains there: its PID and command (`diffusekit.train.ownership`)
 
+A *packed* model (`diffusekit pack`, and every model of the zoo, `diffusekit.zoo`) is the part of a run that sampling
+needs, in one folder a user can receive:
+
+    MODEL_DIR/run.json             the run's record, as training wrote it
+    MODEL_DIR/weights.safetensors  the EMA weights of one checkpoint (fp32, or bf16 / fp16 where quality allows)
+    MODEL_DIR/card.json            the checkpoint's state (step, ...), how it was trained and measured, and the
+                                   SHA-256 of every file: a damaged file is named before anything reads it
+    MODEL_DIR/MODEL.md             the model card, for people
+
 Both training (resume, fine-tune) and a trained model loaded back (`diffusekit.model`) read through here.
 """
 
@@ -19,6 +28,7 @@ from pathlib import Path
 
 RUN_FILE = "run.json"
 FILES = ("model.safetensors", "ema.safetensors", "state.safetensors", "state.json")  # one checkpoint, complete
+CARD, PACKED_WEIGHTS = "card.json", "weights.safetensors"  # a packed model (above)
 MAX_JSON_BYTES = 64 << 20  # run.json and state.json are a few KB; metrics.jsonl ~100 bytes a logged step
 _NAME = re.compile(r"^step-(\d+)$")
 
@@ -79,12 +89,63 @@ def latest_checkpoint(ckpt_dir: Path) -> Path | None:
     found = list_checkpoints(ckpt_dir)
     return found[-1] if found else None
 
+def is_packed(run_dir: str | Path) -> bool:
+    return (Path(run_dir) / CARD).is_file()
+
+
+def read_card(model_dir: str | Path) -> dict:
+    """A packed model's card.json, after checking every file it lists against its SHA-256: a truncated or damaged
+    file is one ValueError that names it."""
+    model_dir = Path(model_dir)
+    card = read_json(model_dir / CARD, "model card")
+    files = card.get("sha256") if isinstance(card, dict) else None
+    if not isinstance(files, dict) or PACKED_WEIGHTS not in files or not isinstance(card.get("state"), dict):
+        raise ValueError(f"{model_dir / CARD} is not a model card (it needs 'sha256' of {PACKED_WEIGHTS} and "
+                         f"'state'); was it edited by hand?")
+    for name, digest in files.items():
+        path = model_dir / Path(str(name)).name  # a card names files beside it, never elsewhere
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: this packed model is incomplete (reinstall or re-pack it)")
+        if sha256_of(path) != digest:
+            raise ValueError(f"{path} is damaged: its SHA-256 differs from the one in {model_dir / CARD} (truncated "
+                             f"or altered); reinstall diffusekit or re-pack the model")
+    return card
+
+
+def sha256_of(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def model_weights(run_dir: str | Path, weights: str = "ema", checkpoint: str | Path | None = None
+                  ) -> tuple[Path, dict]:
+    """(safetensors file, checkpoint state) of a run's newest (or the given) checkpoint, or of a packed model
+    (checked against its card first). weights: "ema" or "model" (a packed model holds the EMA weights only)."""
+    run_dir = Path(run_dir)
+    if weights not in ("ema", "model"):
+        raise ValueError(f"weights must be 'ema' or 'model', got {weights!r}")
+    if checkpoint is None and is_packed(run_dir):
+        if weights != "ema":
+            raise ValueError(f"{run_dir} is a packed model: it holds the EMA weights only (weights='ema')")
+        return run_dir / PACKED_WEIGHTS, read_card(run_dir)["state"]
+    ckpt = Path(checkpoint) if checkpoint else latest_checkpoint(run_dir / "checkpoints")
+    if ckpt is None:
+        raise FileNotFoundError(f"{run_dir} has no complete checkpoint yet (in {run_dir / 'checkpoints'})")
+    return ckpt / f"{weights}.safetensors", read_state(ckpt)
+
+
 def run_summary(run_dir: str | Path) -> dict:
     """What a run is (`diffusekit info`): its settings, size, data, steps and time trained, last logged loss."""
     run_dir = Path(run_dir)
     info = read_run_info(run_dir)
-    ckpts = list_checkpoints(run_dir / "checkpoints")
-    state = read_state(ckpts[-1]) if ckpts else {}
+    packed = is_packed(run_dir)
+    ckpts = [] if packed else list_checkpoints(run_dir / "checkpoints")
+    state = read_card(run_dir)["state"] if packed else read_state(ckpts[-1]) if ckpts else {}
     last = None
     log = run_dir / "metrics.jsonl"
     if log.exists():
@@ -101,7 +162,7 @@ def run_summary(run_dir: str | Path) -> dict:
             "run_dir": str(run_dir), "params": info["params"], "model": info["train"].get("model", "autoencoder"),
             "data": info["data"], "steps_trained": state.get("step", 0), "images_seen": state.get("images_seen", 0),
             "minutes_trained": round(state.get("elapsed_s", 0) / 60, 2), "last_loss": last and last["loss"],
-            "checkpoints": [p.name for p in ckpts], "train": info["train"], "unet": info.get("unet"),
+            "checkpoints": [f"packed: {PACKED_WEIGHTS}"] if packed else [p.name for p in ckpts], "train": info["train"], "unet": info.get("unet"),
             "arch": info.get("arch", "unet"), "net": info.get("net"),
             "schedule": info.get("schedule"), "prediction": info.get("prediction"), "latent": info.get("latent"),
             "autoencoder": info.get("autoencoder"), "latent_scale": state.get("latent_scale")}
@@ -177,5 +238,6 @@ def _network_line(summary: dict) -> str:
             f"{summary['prediction']}, schedule {summary['schedule']['name']}")
 
 
-__all__ = ["RUN_FILE", "FILES", "read_json", "read_state", "bad_record", "read_run_info", "list_checkpoints",
+__all__ = ["RUN_FILE", "FILES", "CARD", "PACKED_WEIGHTS", "is_packed", "read_card", "sha256_of", "model_weights",
+           "read_json", "read_state", "bad_record", "read_run_info", "list_checkpoints",
            "latest_checkpoint", "run_summary", "format_summary", "settings_lines"]

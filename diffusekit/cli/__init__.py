@@ -7,6 +7,7 @@ import argparse
 import sys
 import warnings
 
+from .models import add_models, add_pack, cmd_models, cmd_pack
 from .evaluate import add_eval, add_reconstruct, cmd_eval, cmd_reconstruct
 from .sample import add_info, add_sample, add_show, cmd_info, cmd_sample, cmd_show
 from .serve import add_serve, cmd_serve
@@ -28,11 +29,15 @@ examples:
   diffusekit train-autoencoder --data mnist5k --factor 4 --out runs/ae    # latent diffusion: the autoencoder,
   diffusekit train --data mnist5k --latent runs/ae --out runs/ldm         # then diffusion in its latent space
   diffusekit serve runs/digits runs/phantoms         # the web page: http://127.0.0.1:7860/
+  diffusekit models                                  # the pretrained zoo; a name works wherever a run dir does:
+  diffusekit sample shapes-text --prompt "a small red triangle" --guidance 3 --num 8 --out t.npz --grid t.png
+  diffusekit pack runs/digits --out my-digits --dtype bf16   # one folder to share (the zoo's format)
 """
 
 
 COMMANDS = {"train": cmd_train, "train-autoencoder": cmd_train_autoencoder, "sample": cmd_sample, "show": cmd_show,
-            "info": cmd_info, "eval": cmd_eval, "reconstruct": cmd_reconstruct, "serve": cmd_serve}
+            "info": cmd_info, "eval": cmd_eval, "reconstruct": cmd_reconstruct, "serve": cmd_serve,
+            "models": cmd_models, "pack": cmd_pack}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train your own diffusion models on your data, on the machine you have.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in (add_train, add_train_autoencoder, add_sample, add_show, add_info, add_eval, add_reconstruct,
-                add_serve):
+                add_serve, add_models, add_pack):
         add(sub)
     return parser
 

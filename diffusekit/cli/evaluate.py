@@ -22,7 +22,8 @@ def add_eval(sub):
                     "molecules (--n: the first n of them), 2x each molecule's reference count generated, beside "
                     "RDKit's ETKDG on the same molecules. Every figure comes with its sample count n and the "
                     "real-vs-real floor at the same n: compare Frechet distances only at equal n.")
-    p.add_argument("source", type=Path, help="a run directory (samples are drawn) or a samples .npz (`images`)")
+    p.add_argument("source", type=Path, help="a run directory or zoo model name (samples are drawn), or a samples "
+                                             ".npz (`images`)")
     p.add_argument("--data", help="data set to compare with (default: the run's own data)")
     p.add_argument("--num", type=int, default=1000, help="samples to draw from a run (default: 1000)")
     p.add_argument("--n", type=int, help="images per set for FD / precision-recall (default: all, at most half "
@@ -35,8 +36,8 @@ def add_eval(sub):
     p.add_argument("--inception", action="store_true", help="also the Inception-v3 FID (slow on CPU)")
     p.add_argument("--emd", action="store_true", help="point clouds: also MMD / COV / 1-NNA under the exact Earth "
                                                       "Mover's distance on 256-point subsets (slow)")
-    p.add_argument("--json-out", type=Path, help="where to write the JSON (default: RUN_DIR/eval.json or "
-                                                 "SAMPLES.eval.json)")
+    p.add_argument("--json-out", type=Path, help="where to write the JSON (default: RUN_DIR/eval.json, "
+                                                 "NAME-eval.json for a zoo model, or SAMPLES.eval.json)")
 
 
 def cmd_eval(a) -> int:
@@ -47,10 +48,12 @@ def cmd_eval(a) -> int:
     from ..eval.images import read_samples
 
     metrics = tuple(m for m in a.metrics.split(",") if m)
-    if a.source.is_dir():
+    if a.source.suffix != ".npz":  # a run directory, a packed model or a zoo model's name
         from ..model import TrainedModel
+        from ..zoo import default_output
 
         model = TrainedModel.load(a.source)
+        a.json_out = a.json_out or default_output(a.source, "eval.json")
         if model.kind == "molecules":
             return eval_molecules(model, a)
         data = a.data or model.info["train"]["data"]
@@ -58,7 +61,7 @@ def cmd_eval(a) -> int:
         num = min(a.num, a.n or 200) if clouds else a.num  # the cloud protocol compares n samples only
         with tqdm(total=num, unit="img", desc=f"sampling {a.sampler} x{a.steps}") as bar:
             samples = model.sample(num, sampler=a.sampler, steps=a.steps, seed=a.seed, progress=bar.update)
-        json_out = a.json_out or a.source / "eval.json"
+        json_out = a.json_out
     else:
         if a.data is None:
             raise ValueError("--data is needed to evaluate a samples file")
@@ -88,7 +91,7 @@ def eval_molecules(model, a) -> int:
     test = load_molecules("test", MoleculeRecipe(**model.info["data"]["recipe"])).first(a.n)
     res = evaluate_model(model, test, sampler=a.sampler, steps=a.steps, seed=a.seed)
     print("\n".join(res["lines"]))
-    json_out = a.json_out or a.source / "eval.json"
+    json_out = a.json_out
     json_out.write_text(json.dumps(res, indent=2))
     print(json_out)
     return 0

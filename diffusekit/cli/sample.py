@@ -145,8 +145,10 @@ def cmd_show(a) -> int:
     from ..model import TrainedModel
     from ..viz.show import show
 
+    from ..zoo import default_output
+
     model = TrainedModel.load(a.run_dir)
-    paths = show(model, a.out or a.run_dir / "show", sampler=a.sampler, steps=a.steps, seed=a.seed, num=a.num)
+    paths = show(model, a.out or default_output(a.run_dir, "show"), sampler=a.sampler, steps=a.steps, seed=a.seed, num=a.num)
     for p in paths.values():
         print(p)
     return 0
@@ -165,6 +167,8 @@ def add_info(sub):
 def cmd_info(a) -> int:
     from ..rundir import format_summary, run_summary
 
-    summary = run_summary(a.run_dir)
+    from ..zoo import locate
+
+    summary = run_summary(locate(a.run_dir))
     print(json.dumps(summary, indent=2) if a.json else format_summary(summary))
     return 0

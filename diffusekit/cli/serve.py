@@ -14,7 +14,7 @@ def add_serve(sub):
                     "cancel, keep a gallery whose PNGs carry their settings (drop one back on the page to restore "
                     "them), and slide t through the forward process of your own image. One job runs at a time per "
                     "model; others wait in a bounded queue.")
-    p.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="run directories to serve")
+    p.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="run directories, packed models or zoo model names (`diffusekit models`) to serve")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default: 127.0.0.1, this machine only; any other needs --token)")
     p.add_argument("--port", type=int, default=7860, help="(default: 7860)")

@@ -30,7 +30,8 @@ from .. import fast
 from ..denoiser import Denoiser
 from ..model import LOG_SIGMA_EMB_SCALE, build_net, build_schedule, check_text_encoder, describe_data, empty_prompt
 from ..nets import PRESETS, config_from_info, molecule_config, net_record, param_count, point_config, unet_config
-from ..rundir import RUN_FILE, latest_checkpoint
+from ..rundir import RUN_FILE, latest_checkpoint, model_weights, read_run_info
+from ..zoo import locate
 from . import distributed
 from .checkpoint import load_checkpoint, write_json_atomic
 from .config import TrainConfig
@@ -133,7 +134,7 @@ def set_up(config: TrainConfig, resume: bool, dist: distributed.Dist) -> tuple[S
                              ds.x.ndim - 2)
     amp, net = autocast_for(config, net, device, ds.x.ndim - 2)
     if init is not None:  # the EMA weights of the run fine-tuned from: the ones it samples with
-        net.load_state_dict(load_file(str(init[1] / "ema.safetensors")))  # all a fine-tune needs of it
+        net.load_state_dict(load_file(str(init[1])))  # all a fine-tune needs of it
     ema = EMA(net, config.ema_decay)
     opt = fast.adamw(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     info = run_info(config, ucfg, schedule, ds, net, text_info, init)
@@ -253,16 +254,17 @@ def captioned_data(config: TrainConfig, dist: distributed.Dist):
     return ds, captions, text_info
 
 
-def init_source(config: TrainConfig, ds, num_classes, captions) -> tuple[dict, Path]:
-    """(run.json, latest checkpoint) of the run to fine-tune from, after checking it fits this run's data and
+def init_source(config: TrainConfig, ds, num_classes, captions) -> tuple[dict, Path, dict]:
+    """(run.json, EMA weights file, checkpoint state) of the run (or packed / zoo model) to fine-tune from, after checking it fits this run's data and
     diffusion: weights trained for another shape, conditioning, schedule or target would not mean the same."""
-    src = Path(config.init_from)
+    src = locate(config.init_from)  # a run directory, a packed model or a zoo model's name
     if not (src / RUN_FILE).exists():
         raise FileNotFoundError(f"--init: {src} holds no run (no {RUN_FILE})")
-    info = json.loads((src / RUN_FILE).read_text())
-    ckpt = latest_checkpoint(src / "checkpoints")
-    if ckpt is None:
-        raise FileNotFoundError(f"--init: {src} has no checkpoint yet")
+    info = read_run_info(src)
+    try:
+        weights, state = model_weights(src)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"--init: {e}") from e
     have, want = list(info["data"]["shape"]), list(ds.x.shape[1:])
     if have != want:
         raise ValueError(f"--init: {src} was trained on data of shape {have}; this data is {want}")
@@ -276,7 +278,7 @@ def init_source(config: TrainConfig, ds, num_classes, captions) -> tuple[dict, P
                          f"{num_classes}")
     if captions is not None:
         check_text_encoder(info["text"])
-    return info, ckpt
+    return info, weights, state
 
 
 def network_config(config: TrainConfig, ds, num_classes, text_info, saved, init):
@@ -325,8 +327,8 @@ def run_info(config: TrainConfig, ucfg, schedule, ds, net, text_info, init) -> d
     if text_info is not None:
         info["text"] = text_info
     if init is not None:
-        info["init_from"] = {"run": str(config.init_from), "checkpoint": str(init[1]),
-                             "step": json.loads((init[1] / "state.json").read_text())["step"]}
+        info["init_from"] = {"run": str(config.init_from), "checkpoint": str(init[1].parent),
+                             "step": init[2]["step"]}
     return info
 
 

