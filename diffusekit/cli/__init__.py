@@ -8,6 +8,7 @@ import sys
 import warnings
 
 from .evaluate import add_eval, add_reconstruct, cmd_eval, cmd_reconstruct
+from .export import add_export, cmd_export
 from .sample import add_info, add_sample, add_show, cmd_info, cmd_sample, cmd_show
 from .serve import add_serve, cmd_serve
 from .train import add_train, add_train_autoencoder, cmd_train, cmd_train_autoencoder
@@ -28,11 +29,14 @@ examples:
   diffusekit train-autoencoder --data mnist5k --factor 4 --out runs/ae    # latent diffusion: the autoencoder,
   diffusekit train --data mnist5k --latent runs/ae --out runs/ldm         # then diffusion in its latent space
   diffusekit serve runs/digits runs/phantoms         # the web page: http://127.0.0.1:7860/
+  diffusekit sample --diffusers ddpm-folder/ --num 16 --sampler heun --steps 18 --out s.npz --grid s.png
+  diffusekit export runs/digits --diffusers digits-diffusers/   # a DDPMPipeline folder diffusers loads
 """
 
 
 COMMANDS = {"train": cmd_train, "train-autoencoder": cmd_train_autoencoder, "sample": cmd_sample, "show": cmd_show,
-            "info": cmd_info, "eval": cmd_eval, "reconstruct": cmd_reconstruct, "serve": cmd_serve}
+            "info": cmd_info, "eval": cmd_eval, "reconstruct": cmd_reconstruct, "serve": cmd_serve,
+            "export": cmd_export}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train your own diffusion models on your data, on the machine you have.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in (add_train, add_train_autoencoder, add_sample, add_show, add_info, add_eval, add_reconstruct,
-                add_serve):
+                add_serve, add_export):
         add(sub)
     return parser
 
