@@ -160,7 +160,8 @@ def latent_codec(record: dict, device="cpu"):
 
 class TrainedModel:
     """A trained network with its denoiser, ready to sample. `TrainedModel.load(run_dir)` takes the EMA weights
-    of the newest checkpoint."""
+    of the newest checkpoint; `TrainedModel.from_diffusers(path)` a diffusers UNet2DModel saved to disk (`step` is
+    then None: unknown)."""
 
     def __init__(self, info: dict, net: torch.nn.Module, step: int, device="cpu", precision: str = "auto"):
         if precision not in ("auto", "fp32"):
@@ -208,6 +209,26 @@ class TrainedModel:
             if isinstance(e, ValueError) and str(run_dir) in str(e):
                 raise  # already says which file
             raise bad_record(run_dir / RUN_FILE, e) from e
+
+    @classmethod
+    def from_diffusers(cls, path: str | Path, schedule=None, prediction: str | None = None, size=None,
+                       device="cpu", precision: str = "fp32"):
+        """A diffusers UNet2DModel folder (bare, or a pipeline's with its scheduler) as a model every sampler,
+        `show` and `diffusekit sample` take: `diffusekit.interop.diffusers`. schedule (a name or DiscreteSchedule)
+        and prediction (eps, v, x0) replace the scheduler's, or DDPM's where there is none; size: the image size
+        where the config has none. precision "fp32": the network runs as diffusers runs it ("auto": bf16 autocast
+        where the CPU has native bf16)."""
+        from .interop.diffusers import load_diffusers
+
+        info, net = load_diffusers(path, schedule=schedule, prediction=prediction, size=size, device=device)
+        return cls(info, net, None, device, precision)
+
+    def to_diffusers(self, out_dir: str | Path, source: str | Path | None = None) -> list[Path]:
+        """Write this model (a 2-D UNet run) as a diffusers DDPMPipeline folder whose UNet2DModel computes what our
+        network computes: `diffusekit.interop.diffusers_export` (what maps, what is refused). Returns the files."""
+        from .interop.diffusers_export import export_diffusers
+
+        return export_diffusers(self, out_dir, source=source)
 
     @torch.no_grad()
     def sample(self, num: int, sampler: str = "dpmpp-2m", steps: int = 20, seed: int = 0, batch: int = 64,

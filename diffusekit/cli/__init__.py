@@ -9,6 +9,7 @@ import warnings
 
 from .models import add_models, add_pack, cmd_models, cmd_pack
 from .evaluate import add_eval, add_reconstruct, cmd_eval, cmd_reconstruct
+from .export import add_export, cmd_export
 from .sample import add_info, add_sample, add_show, cmd_info, cmd_sample, cmd_show
 from .serve import add_serve, cmd_serve
 from .train import add_train, add_train_autoencoder, cmd_train, cmd_train_autoencoder
@@ -32,12 +33,14 @@ examples:
   diffusekit models                                  # the pretrained zoo; a name works wherever a run dir does:
   diffusekit sample shapes-text --prompt "a small red triangle" --guidance 3 --num 8 --out t.npz --grid t.png
   diffusekit pack runs/digits --out my-digits --dtype bf16   # one folder to share (the zoo's format)
+  diffusekit sample --diffusers ddpm-folder/ --num 16 --sampler heun --steps 18 --out s.npz --grid s.png
+  diffusekit export runs/digits --diffusers digits-diffusers/   # a DDPMPipeline folder diffusers loads
 """
 
 
 COMMANDS = {"train": cmd_train, "train-autoencoder": cmd_train_autoencoder, "sample": cmd_sample, "show": cmd_show,
             "info": cmd_info, "eval": cmd_eval, "reconstruct": cmd_reconstruct, "serve": cmd_serve,
-            "models": cmd_models, "pack": cmd_pack}
+            "models": cmd_models, "pack": cmd_pack, "export": cmd_export}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train your own diffusion models on your data, on the machine you have.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in (add_train, add_train_autoencoder, add_sample, add_show, add_info, add_eval, add_reconstruct,
-                add_serve, add_models, add_pack):
+                add_serve, add_models, add_pack, add_export):
         add(sub)
     return parser
 

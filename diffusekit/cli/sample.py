@@ -1,4 +1,5 @@
-"""`diffusekit sample`, `show` and `info`: use a trained run (`diffusekit.model`, `viz.show`, `rundir`)."""
+"""`diffusekit sample`, `show` and `info`: use a trained run (`diffusekit.model`, `viz.show`, `rundir`); sample and
+show also take a diffusers model folder (`--diffusers PATH`: `TrainedModel.from_diffusers`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ def add_sample(sub):
     from ..schedules import SPACINGS
 
     p = sub.add_parser("sample", help="draw samples from a trained run",
-                       description="Draw samples with the EMA weights of the run's newest checkpoint. The .npz "
+                       description="Draw samples with the EMA weights of the run's newest checkpoint, or from a "
+                                   "diffusers UNet2DModel saved to disk (--diffusers PATH). The .npz "
                                    "holds `images` as uint8 (N, H, W, C) (point clouds: `points`, float32 (N, P, 3)), "
                                    "`labels` where there are labels, and "
                                    "`prompts` (one string per image) for text runs. Text runs: --prompt (repeat it "
@@ -23,7 +25,7 @@ def add_sample(sub):
                                    "molecules) and --num conformers OF EACH; the .npz holds `coords` float32 (N, A, 3) "
                                    "in Å, `atoms` (N, A) (0 padding, i: `atom_types`[i - 1]), `bonds` and `smiles`; "
                                    "--sdf and --xyz write them for chemistry tools.")
-    p.add_argument("run_dir", type=Path)
+    add_model_source(p)
     p.add_argument("--num", type=int, default=64, help="number of samples (default: 64)")
     p.add_argument("--sampler", default="dpmpp-2m", choices=list(SAMPLERS), help="(default: dpmpp-2m)")
     p.add_argument("--steps", type=int, default=20, help="sampler steps (default: 20); restart adds 2 restarts of 5 "
@@ -66,12 +68,37 @@ def add_sample(sub):
     p.add_argument("--xyz", type=Path, help="molecule runs: also write each conformer as DIR/sample-NNNN.xyz")
 
 
+def add_model_source(p) -> None:
+    """The model a command uses: a run directory, or --diffusers PATH (exactly one)."""
+    p.add_argument("run_dir", type=Path, nargs="?", help="a run directory, a packed model or a zoo model name "
+                                                         "(`diffusekit models`); or give --diffusers PATH")
+    p.add_argument("--diffusers", type=Path, metavar="PATH",
+                   help="instead of a run: a diffusers UNet2DModel folder written by save_pretrained (config.json + "
+                        "safetensors), or a pipeline folder with unet/ and scheduler/ (needs `pip install diffusers`)")
+    p.add_argument("--schedule", choices=["linear", "scaled_linear", "cosine", "sigmoid"],
+                   help="--diffusers only: the noise schedule (default: the scheduler's; a bare UNet: DDPM's linear)")
+    p.add_argument("--prediction", choices=["eps", "v", "x0"],
+                   help="--diffusers only: what the network predicts (default: the scheduler's; a bare UNet: eps)")
+
+
+def load_model(a, **load_options):
+    """The model of `add_model_source`'s arguments."""
+    from ..model import TrainedModel
+
+    if (a.run_dir is None) == (a.diffusers is None):
+        raise ValueError("give a run directory or --diffusers PATH (exactly one of them)")
+    if a.diffusers is not None:
+        return TrainedModel.from_diffusers(a.diffusers, schedule=a.schedule, prediction=a.prediction)
+    if a.schedule or a.prediction:
+        raise ValueError("--schedule and --prediction are for --diffusers models; a run records its own")
+    return TrainedModel.load(a.run_dir, **load_options)
+
+
 def cmd_sample(a) -> int:
     from dataclasses import asdict
 
     from tqdm.auto import tqdm
 
-    from ..model import TrainedModel
     from ..sample_files import write_samples
     from ..samplers import SamplerConfig
 
@@ -81,7 +108,7 @@ def cmd_sample(a) -> int:
     if a.eta is not None:
         options["eta"] = a.eta
     config = SamplerConfig(a.sampler, a.steps, a.spacing, options, a.sigma_min, a.sigma_max)  # checks the options
-    model = TrainedModel.load(a.run_dir, weights=a.weights)
+    model = load_model(a, weights=a.weights)
     smiles = a.smiles
     if model.kind == "molecules":  # --num conformers of each molecule, molecule by molecule
         smiles = [s for s in (a.smiles or model.info["data"]["examples"]) for _ in range(a.num)]
@@ -98,7 +125,8 @@ def cmd_sample(a) -> int:
                               negative_prompt=a.negative_prompt, guidance=a.guidance, smiles=smiles, sdf=a.sdf,
                               xyz=a.xyz):
         print(path)
-    record = {"run_dir": str(a.run_dir), "step": model.step, "weights": a.weights, "sampling": asdict(config),
+    source = {"diffusers": str(a.diffusers)} if a.diffusers else {"run_dir": str(a.run_dir)}
+    record = {**source, "step": model.step, "weights": None if a.diffusers else a.weights, "sampling": asdict(config),
               "num": num, "smiles": a.smiles, "seed": a.seed, "batch": a.batch, "labels": a.label, "prompts": a.prompt,
               "negative_prompts": a.negative_prompt, "guidance": a.guidance}
     a.out.with_suffix(".json").write_text(json.dumps(record, indent=2))
@@ -132,9 +160,10 @@ def add_show(sub):
                        description="Write forward.png (a real image at rising noise levels), reverse.png (noise to "
                                    "sample, with the predicted clean image at each step) and reverse.gif. Molecule "
                                    "runs: forward.png (conformers of the data at rising noise), reverse.png (x0_hat "
-                                   "of each step for a few of the run's example molecules) and samples.png.")
-    p.add_argument("run_dir", type=Path)
-    p.add_argument("--out", type=Path, help="output folder (default: RUN_DIR/show)")
+                                   "of each step for a few of the run's example molecules) and samples.png. A "
+                                   "--diffusers model has no data: reverse.png and reverse.gif only.")
+    add_model_source(p)
+    p.add_argument("--out", type=Path, help="output folder (default: RUN_DIR/show; needed with --diffusers)")
     p.add_argument("--sampler", default="dpmpp-2m")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
@@ -142,13 +171,15 @@ def add_show(sub):
 
 
 def cmd_show(a) -> int:
-    from ..model import TrainedModel
     from ..viz.show import show
 
     from ..zoo import default_output
 
-    model = TrainedModel.load(a.run_dir)
-    paths = show(model, a.out or default_output(a.run_dir, "show"), sampler=a.sampler, steps=a.steps, seed=a.seed, num=a.num)
+    if a.diffusers is not None and a.out is None:
+        raise ValueError("give --out DIR for a --diffusers model (its folder is not written into)")
+    model = load_model(a)
+    paths = show(model, a.out or default_output(a.run_dir, "show"), sampler=a.sampler, steps=a.steps, seed=a.seed,
+                 num=a.num)
     for p in paths.values():
         print(p)
     return 0
@@ -160,7 +191,7 @@ def add_info(sub):
                                    "its size, the data, how long it trained, the last loss, its checkpoints, the "
                                    "autoencoder of a latent run, and every setting, grouped (data, model, diffusion, "
                                    "training, output).")
-    p.add_argument("run_dir", type=Path, help="a run directory written by `diffusekit train` or `train-autoencoder`")
+    p.add_argument("run_dir", type=Path, help="a run directory written by `diffusekit train` or `train-autoencoder`, a packed model, or a zoo model name")
     p.add_argument("--json", action="store_true", help="print JSON")
 
 

@@ -31,9 +31,12 @@ def show(model: TrainedModel, out_dir: str | Path, sampler: str = "dpmpp-2m", st
     Signals (C, L) are drawn as waveforms: forward.png one panel per noise level, reverse.png x_t and x0_hat
     panels per step. Video (C, T, H, W): forward.png one row of frames per noise level, reverse.png x0_hat's
     frames per step, reverse.gif the final clips playing. Text runs sample the run's grid prompts in turn and
-    write them to prompts.txt."""
+    write them to prompts.txt. A model without training data (`TrainedModel.from_diffusers`) gets reverse.png and
+    reverse.gif only, unless `data` is given."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if data is None and model.info["train"].get("data") is None:  # a model from elsewhere (diffusers): no data
+        return _show_reverse(model, out, sampler, steps, seed, num)  # to noise, so the reverse process only
     g = torch.Generator().manual_seed(seed)
     ds = data if data is not None else load_data(model.info["train"]["data"],
                                                  image_size=model.info["train"].get("image_size"),
@@ -51,8 +54,12 @@ def show(model: TrainedModel, out_dir: str | Path, sampler: str = "dpmpp-2m", st
     if len(model.shape) != 3:
         return _show_other(model, out, cols, sampler, steps, seed, num)
     paths = {"forward": save_strip(cols, out / "forward.png", labels=[f"t={t}" for t in FORWARD_T])}
+    return {**paths, **_show_reverse(model, out, sampler, steps, seed, num)}
 
-    frames = []
+
+def _show_reverse(model, out: Path, sampler, steps, seed, num) -> dict[str, Path]:
+    """Images: reverse.png (x_t and x0_hat of one sample at every step) and reverse.gif (`num` samples)."""
+    frames, paths = [], {}
 
     def record(info):
         scale = (1 + info["sigma"] ** 2) ** -0.5  # the sigma view's x back to the VP scale: bounded, drawable
