@@ -40,7 +40,8 @@ from diffusekit.data import load_data
 from diffusekit.eval import CLASSIFIERS, evaluate
 from diffusekit.latent import LatentCodec
 from diffusekit.model import TrainedModel
-from diffusekit.rundir import latest_checkpoint, list_checkpoints, read_run_info
+from diffusekit.rundir import latest_checkpoint, list_checkpoints, model_weights, read_run_info
+from diffusekit.zoo import locate
 
 
 def commit() -> str:
@@ -56,8 +57,9 @@ def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def autoencoder(args) -> dict:
-    info = read_run_info(args.run)
-    codec = LatentCodec.load(args.run)
+    run = locate(args.run)  # a run directory, a packed model or a zoo name
+    info = read_run_info(run)
+    codec = LatentCodec.load(run)
     ds = load_data(info["train"]["data"], image_size=info["train"].get("image_size"))
     t0 = time.perf_counter()
     rec = codec.decode(codec.encode(ds.x))
@@ -65,7 +67,7 @@ def autoencoder(args) -> dict:
     data = info["train"]["data"]
     res = evaluate(rec, data, metrics=("fd",) if data in CLASSIFIERS else (), inception=data not in CLASSIFIERS,
                    n=min(args.n, len(ds) // 2), progress=False)
-    state = json.loads((latest_checkpoint(Path(args.run) / "checkpoints") / "state.json").read_text())
+    state = model_weights(run)[1]
     fd = res.get("fd") or res.get("fd_inception")
     return {"run": str(args.run), "data": data, "n_data": len(ds), "psnr_db": psnr(rec, ds.x), "fd": fd,
             "features": "classifier" if "fd" in res else "inception", "latent_shape": list(codec.latent_shape),

