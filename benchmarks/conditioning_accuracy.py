@@ -34,6 +34,7 @@ from pathlib import Path
 
 import torch
 
+import machine  # benchmarks/machine.py (python puts this script's folder first on sys.path)
 from diffusekit.model import TrainedModel
 from diffusekit.viz import save_grid
 
@@ -251,6 +252,7 @@ def main():
     result = run_label(args) if args.mode == "label" else run_text(args)
     suffix = result["data"] if args.mode == "label" else "shapes"
     path = args.out / f"conditioning-{args.mode}-{suffix}.json"
+    result["machine"] = machine.record()
     path.write_text(json.dumps(result, indent=2))
     print(path)
 

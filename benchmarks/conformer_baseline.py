@@ -11,6 +11,7 @@ import argparse
 import json
 import time
 
+import machine  # benchmarks/machine.py (python puts this script's folder first on sys.path)
 from diffusekit.data.molecules import load_molecules
 from diffusekit.eval.conformers import etkdg_scores
 
@@ -30,7 +31,8 @@ def main() -> None:
         per = [{"smiles": s, "references": len(r), "cov": c, "mat": m}
                for s, r, c, m in zip(test.smiles, test.references, scores.cov.tolist(), scores.mat.tolist())]
         with open(args.out, "w") as f:
-            json.dump({"summary": scores.summary(), "seed": args.seed, "molecules": per}, f, indent=1)
+            json.dump({"summary": scores.summary(), "seed": args.seed, "machine": machine.record(), "molecules": per},
+                      f, indent=1)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,8 @@ from diffusekit.fast import ALLOCATOR_ENV  # noqa: E402
 from diffusekit.rundir import list_checkpoints  # noqa: E402
 from diffusekit.train.setup import BatchStream  # noqa: E402
 
+import machine  # noqa: E402  benchmarks/machine.py (this script's folder is first on sys.path)
+
 STEPS = 24
 COMMON = ["--data", "digits", "--model", "tiny", "--batch-size", "16", "--checkpoint-every", "1", "--no-progress"]
 # one thread each (runs compare bit for bit only at equal thread counts); the allocator settings up front, so the
@@ -385,14 +387,6 @@ def summarise(name: str, how: str, trials: list[dict], command: str) -> dict:
             "data_lost": sum(bool(t["lost"]) for t in trials), "command": command, "details": trials}
 
 
-def machine() -> dict:
-    cpu = next((ln.split(":", 1)[1].strip() for ln in subprocess.run(["lscpu"], capture_output=True, text=True)
-                .stdout.splitlines() if ln.startswith("Model name")), "?")
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
-    return {"cpu": cpu, "threads": os.cpu_count(), "torch": torch.__version__, "python": sys.version.split()[0],
-            "commit": commit}
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--full", action="store_true", help="the RELIABILITY.md table (about 15 minutes on 2 cores)")
@@ -449,7 +443,7 @@ def main() -> int:
             hang = [ddp_trial(work, dref, rng, "hang")]
             rows.append(summarise("torchrun worker hung", f"SIGSTOP rank 1; collective timeout {TIMEOUT_S} s reports "
                                   "it, torchrun restarts the job", hang, hang[0]["command"]))
-        result = {"machine": machine(), "mode": "full" if a.full else "bounded", "seed": a.seed, "steps": STEPS,
+        result = {"machine": machine.record(), "mode": "full" if a.full else "bounded", "seed": a.seed, "steps": STEPS,
                   "reference_seconds": round(t_ref, 1), "reference_step_ms": round(step_ms, 1), "rows": rows, "check_cost": check_cost(),
                   "wall_s": round(time.time() - t0, 1)}
         out = a.out or (RESULTS if a.full else Path(tempfile.gettempdir()) / "diffusekit-faults.json")

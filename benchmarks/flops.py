@@ -6,10 +6,8 @@ any network the same way.
 - `measure_peak`: large square GEMMs (`torch.mm` on bf16 and on fp32 tensors), warm-up then the median of
   repeats, per size; the peak is the best size's median. This is the ceiling the issue's goal (training FLOP/s >= 35%
   of the bf16 matmul peak) is measured against. On this build bf16 GEMMs go to oneDNN (brgemm, avx512_core_bf16)
-  and fp32 ones to MKL's sgemm. On the AMD EPYC (Zen 5) we measured, sgemm reached ~110 GFLOP per CPU-second
-  against ~255 for oneDNN's fp32 3x3 convolution, so the fp32 "peak" is a reference, not a ceiling; the bf16 one
-  (~470-500 per CPU-second, 1024-4096) is a ceiling: oneDNN's bf16 3x3 convolutions forward reach 490-550, forward +
-  backward 390-475 (1 thread, batch 64, 32-256 channels, channels_last).
+  and fp32 ones to MKL's sgemm. The peak per CPU-second (`<dtype>_peak_cpu`) is measured over blocks of calls that
+  last at least `MIN_CPU_BLOCK_S`, not per call: see `matmul_gflops`.
 - `count_flops`: runs a callable (one whole training step: forward, backward, optimizer) under
   `torch.utils.flop_counter.FlopCounterMode`, which counts only matrix products: convolutions (forward and both
   backward products), mm / addmm / bmm (so nn.Linear, matmul and einsum) and scaled-dot-product attention. Norms,
@@ -23,9 +21,6 @@ any network the same way.
 """
 
 import json
-import os
-import platform
-import re
 import statistics
 import time
 from collections import defaultdict
@@ -34,70 +29,67 @@ import torch
 from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
+import machine  # benchmarks/machine.py (python puts this script's folder first on sys.path)
+
 aten = torch.ops.aten
 
 
 # --- the machine ---------------------------------------------------------------------------------------------------
 
 def machine_info() -> dict:
-    """CPU model and the flags that decide the fast paths, threads, torch and oneDNN versions: printed beside every
-    result, because every number here is only true of the machine that produced it."""
-    cpu, flags = platform.processor() or "?", set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            text = f.read()
-        cpu = re.search(r"^model name\s*:\s*(.*)$", text, re.M).group(1).strip()
-        flags = set(re.search(r"^flags\s*:\s*(.*)$", text, re.M).group(1).split())
-    except (OSError, AttributeError):
-        pass
-    onednn = re.search(r"MKL-DNN v([\d.]+)|oneDNN v([\d.]+)", torch.__config__.show())
-    return {
-        "cpu": cpu,
-        "logical_cpus": os.cpu_count(),
-        "threads": torch.get_num_threads(),
-        "avx512_bf16": "avx512_bf16" in flags,
-        "amx_bf16": "amx_bf16" in flags,
-        "torch": torch.__version__,
-        "onednn": next((g for g in onednn.groups() if g), None) if onednn else None,
-        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
-    }
+    """The machine and commit record of benchmarks/machine.py (kept under this name for the scripts that use it)."""
+    return machine.record()
+
+
+MIN_CPU_BLOCK_S = 0.25  # the CPU-time rate is taken over at least this much wall time of back-to-back calls
 
 
 def matmul_gflops(n: int, dtype: torch.dtype, repeats: int = 5, warmup: int = 2) -> dict:
-    """GFLOP/s of an (n, n) @ (n, n) product in `dtype`: median, min and max over `repeats` timed calls, and
-    `cpu_median`, GFLOP per second of process CPU time (all threads).
+    """GFLOP/s of an (n, n) @ (n, n) product in `dtype`: median, min and max over `repeats` timed calls; and
+    `cpu_rate`, GFLOP per second of process CPU time (all threads), with `cpu_per_wall`, the CPU-seconds the
+    process used per wall-clock second (about the number of busy threads).
 
     `torch.mm(a, b, out=c)` with preallocated tensors, so the allocator is not timed. 2 n^3 FLOPs per call.
-    The CPU-time rate hardly moves when other processes share the cores (the wall-clock one does), so training
-    GFLOP per CPU-second over it is the fraction of peak to trust on a shared machine."""
+    The CPU rate is measured over one block of back-to-back calls lasting at least MIN_CPU_BLOCK_S, not per call:
+    Linux brings a thread's CPU time on another core up to date only at a scheduler tick or switch, so a 2 ms call
+    (n = 1024 on 2 threads) read the process CPU time at anything from 1.0 to 2.6 CPU-seconds per second (the
+    `cpu_median` of earlier result files), and a peak per CPU-second taken as the best of such per-call rates was
+    up to 2x too high, which made every training fraction of it about 2x too low."""
     g = torch.Generator().manual_seed(0)
     a = torch.randn(n, n, generator=g).to(dtype)  # (n, n)
     b = torch.randn(n, n, generator=g).to(dtype)  # (n, n)
     c = torch.empty(n, n, dtype=dtype)
     for _ in range(warmup):
         torch.mm(a, b, out=c)
-    rates, cpu_rates = [], []
+    rates = []
     for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
+        t0 = time.perf_counter()
         torch.mm(a, b, out=c)
         rates.append(2 * n**3 / (time.perf_counter() - t0) / 1e9)
-        cpu_rates.append(2 * n**3 / (time.process_time() - c0) / 1e9)
+    calls, t0, c0 = 0, time.perf_counter(), time.process_time()
+    while calls < repeats or time.perf_counter() - t0 < MIN_CPU_BLOCK_S:
+        torch.mm(a, b, out=c)
+        calls += 1
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {"median": statistics.median(rates), "min": min(rates), "max": max(rates), "repeats": repeats,
-            "cpu_median": statistics.median(cpu_rates)}
+            "cpu_rate": 2 * n**3 * calls / cpu / 1e9, "cpu_per_wall": cpu / wall, "cpu_block_calls": calls}
 
 
 def measure_peak(sizes=(1024, 2048, 4096), dtypes=("bf16", "fp32"), repeats: int = 5, warmup: int = 2) -> dict:
-    """Matmul GFLOP/s for each dtype and size; `<dtype>_peak` is the best size's median.
+    """Matmul GFLOP/s for each dtype and size; `<dtype>_peak` is the best size's median (wall clock) and
+    `<dtype>_peak_cpu` the best size's GFLOP per CPU-second (over a block of calls, see `matmul_gflops`).
 
     The peak is a measured ceiling for this process's thread count, not the data sheet's: FLOP/s of a training step
-    divided by it says how much of what the CPU actually delivers on its best-case kernel the step gets."""
+    divided by it says how much of what the CPU actually delivers on its best-case kernel the step gets. Both rates
+    count the CPU time of every thread the same way as a training step's `process_time` does, so training GFLOP per
+    CPU-second over `<dtype>_peak_cpu` is a like-for-like fraction at any thread count."""
     out = {"sizes": list(sizes), "repeats": repeats, "threads": torch.get_num_threads(), "started": time.time()}
     for name in dtypes:
         dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[name]
         per_size = {str(n): matmul_gflops(n, dtype, repeats, warmup) for n in sizes}
         out[name] = per_size
         out[f"{name}_peak"] = max(r["median"] for r in per_size.values())
-        out[f"{name}_peak_cpu"] = max(r["cpu_median"] for r in per_size.values())
+        out[f"{name}_peak_cpu"] = max(r["cpu_rate"] for r in per_size.values())
     return out
 
 

@@ -23,10 +23,8 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import platform
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the seed and mutator modules beside this script
 import fuzz_mutators as M  # noqa: E402
+import machine  # noqa: E402  benchmarks/machine.py
 
 TIMEOUT_S = 10.0
 MEMORY_CAP = 2 << 30  # bytes of address space a worker may add to what its imports hold
@@ -344,7 +343,7 @@ def report(rows: list[dict], n: int, seed: int, workers: int, seconds: float, t_
                          "slowest": slow and f"{slow['file']} / {slow['mutation']}",
                          "mutations": dict(Counter(r["mutation"] for r in mine))}
     slowest = max(rows, key=lambda r: r["seconds"])
-    return {"meta": machine(), "seed": seed, "cases": n, "workers": workers, "seconds": round(seconds, 1),
+    return {"meta": meta(), "seed": seed, "cases": n, "workers": workers, "seconds": round(seconds, 1),
             "seconds_making_seeds": round(t_seeds, 1), "timeout_s": TIMEOUT_S, "memory_cap_bytes": MEMORY_CAP,
             "totals": dict(Counter(r["outcome"] for r in rows)), "slowest": slowest, "readers": readers,
             "failures": [r for r in rows if r["outcome"] not in ("ok", "clean")],
@@ -353,20 +352,11 @@ def report(rows: list[dict], n: int, seed: int, workers: int, seconds: float, t_
             "outcome_codes": "".join("octbhmx"[OUTCOMES.index(r["outcome"])] for r in rows)}
 
 
-def machine() -> dict:
-    def sh(cmd):
-        try:
-            return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.strip()
-        except OSError:
-            return ""
-    cpu = next((ln.split(":", 1)[1].strip() for ln in sh(["lscpu"]).splitlines() if ln.startswith("Model name")), "")
+def meta() -> dict:
+    """The machine and commit (benchmarks/machine.py), with the versions of the libraries the readers use."""
     import numpy
     import PIL
-    import torch
-    return {"cpu": cpu or platform.processor(), "threads": os.cpu_count(),
-            "commit": sh(["git", "-C", str(Path(__file__).parent), "rev-parse", "HEAD"]),
-            "python": platform.python_version(), "torch": torch.__version__, "pillow": PIL.__version__,
-            "numpy": numpy.__version__}
+    return {**machine.record(), "pillow": PIL.__version__, "numpy": numpy.__version__}
 
 
 def table(rep: dict) -> str:

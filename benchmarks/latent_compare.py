@@ -28,26 +28,19 @@ import argparse
 import json
 import re
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-import flops  # benchmarks/flops.py: machine_info
+import machine  # benchmarks/machine.py: the machine and the commit
 from diffusekit.data import load_data
 from diffusekit.eval import CLASSIFIERS, evaluate
 from diffusekit.latent import LatentCodec
 from diffusekit.model import TrainedModel
 from diffusekit.rundir import latest_checkpoint, list_checkpoints, model_weights, read_run_info
 from diffusekit.zoo import locate
-
-
-def commit() -> str:
-    r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                       cwd=Path(__file__).parent)
-    return r.stdout.strip() or "?"
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -250,7 +243,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     modes = {"autoencoder": autoencoder, "curve": curve, "judge": judge, "reconstruct": reconstruct, "sampling": sampling}
     res = modes[args.what](args)
-    res = {"command": " ".join(sys.argv), "commit": commit(), "machine": flops.machine_info(), **res}
+    res = {"command": " ".join(sys.argv), "machine": machine.record(), **res}
     text = json.dumps(res, indent=2)
     print(text)
     if args.out:

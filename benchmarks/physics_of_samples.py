@@ -49,6 +49,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+import machine  # benchmarks/machine.py (python puts this script's folder first on sys.path)
 from diffusekit.eval import physics
 from diffusekit.data import load_data
 from diffusekit.eval import frechet_distance_from_features
@@ -293,6 +294,7 @@ def main(argv=None):
     path = args.out / "physics.json"
     result = json.loads(path.read_text()) if path.exists() else {}
     result["torch"], result["threads"] = torch.__version__, torch.get_num_threads()
+    result["machine"] = machine.record()
     if args.grf:
         res, _ = bench_grf(args.grf, args)
         result["grf"] = res

@@ -14,23 +14,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-import flops  # benchmarks/flops.py: machine_info
+import machine  # benchmarks/machine.py: the machine and the commit
 from diffusekit.data.points import load_shapes3d
 from diffusekit.eval.points import chamfer_matrix, nn_metrics, point_cloud_metrics
 from diffusekit.model import TrainedModel
 from diffusekit.rundir import list_checkpoints
-
-
-def commit() -> str:
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                          cwd=Path(__file__).parent).stdout.strip()
 
 
 def subset(x: torch.Tensor, points: int | None, seed: int = 0) -> torch.Tensor:
@@ -48,7 +42,7 @@ def judge(args) -> dict:
     t0 = time.perf_counter()
     base = point_cloud_metrics(floor, reference)  # floor as "generated": the real-vs-real figures
     d_rr = chamfer_matrix(reference)  # the same for every checkpoint: computed once
-    out = {"machine": flops.machine_info(), "commit": commit(), "n": args.n, "steps": args.steps,
+    out = {"machine": machine.record(), "n": args.n, "steps": args.steps,
            "points": args.points or int(reference.shape[-1]), "floor": base["cd"],
            "floor_seconds": time.perf_counter() - t0, "runs": []}
     print(f"floor (train vs test, n={args.n}): {fmt(base['cd'])}", file=sys.stderr, flush=True)

@@ -50,6 +50,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import machine  # benchmarks/machine.py (python puts this script's folder first on sys.path)
 from diffusekit.data import load_data
 from diffusekit.data.dataset import resize_square
 from diffusekit.data.phantoms import DEFAULT_SIZE, make_phantoms, shepp_logan
@@ -464,7 +465,8 @@ def main():
     args.device = str(pick_device(args.device))
     args.out.mkdir(parents=True, exist_ok=True)
     env = {"torch": torch.__version__, "threads": torch.get_num_threads(), "device": args.device,
-           "device_name": torch.cuda.get_device_name() if args.device.startswith("cuda") else None}
+           "device_name": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
+           "machine": machine.record()}
     if args.part == "prior":
         if args.mri_run is None:
             ap.error("--part prior needs --mri-run")

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 import diffusekit as dk
-import flops  # benchmarks/flops.py (python puts this script's folder first on sys.path)
+import machine  # benchmarks/machine.py (python puts this script's folder first on sys.path)
 from diffusekit.eval import evaluate
 from diffusekit.model import TrainedModel
 
@@ -165,7 +165,7 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     model = TrainedModel.load(args.run_dir)
     data = model.info["train"]["data"]
-    result = {"run": str(args.run_dir), "steps_trained": model.step, "machine": flops.machine_info()}
+    result = {"run": str(args.run_dir), "steps_trained": model.step, "machine": machine.record()}
     m = result["machine"]
     print(f"CPU: {m['cpu']} (avx512_bf16 {m['avx512_bf16']}, amx_bf16 {m['amx_bf16']}); threads {m['threads']}; "
           f"torch {m['torch']}")

@@ -145,11 +145,9 @@ def main(argv=None) -> int:
             proc.terminate()
             proc.wait(timeout=30)
     sys.path.insert(0, str(Path(__file__).parent))
-    import flops  # benchmarks/flops.py: machine_info
+    import machine  # benchmarks/machine.py: the machine and the commit
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent).stdout.strip()
-    res = {"command": " ".join(sys.argv), "commit": commit, "machine": flops.machine_info(), "queue": a.queue, **res}
+    res = {"command": " ".join(sys.argv), "machine": machine.record(), "queue": a.queue, **res}
     text = json.dumps(res, indent=2)
     print(text)
     if a.out:

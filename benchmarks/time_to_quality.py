@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 import diffusekit as dk
+import machine  # benchmarks/machine.py (python puts this script's folder first on sys.path)
 from diffusekit.data import load_data
 from diffusekit.eval import evaluate
 from diffusekit.nets import param_count
@@ -197,7 +198,8 @@ def main():
     result = {"data": args.data, "n": args.n, "target_fd": target, "ours": ours, "diffusers": theirs,
               "minutes_to_target": {"ours": t_ours, "diffusers": t_theirs},
               "ratio": None if t_ours is None or not t_theirs else t_ours / t_theirs, "torch": torch.__version__,
-              "threads": torch.get_num_threads(), "parallel": args.parallel}
+              "threads": torch.get_num_threads(), "parallel": args.parallel,
+              "machine": machine.record()}
     (args.out / "ttq.json").write_text(json.dumps(result, indent=2))
     print(f"\n| | params | steps | best FD (n={args.n}) | minutes to FD <= {target:.3f} |")
     print("|---|---|---|---|---|")

@@ -30,9 +30,12 @@ denoising-diffusion-pytorch's Unet with dim_mults (1, 2, 2) and its dim chosen s
 "CPU ms" is the process CPU time per step (all threads): with --threads 1 it is the work itself and hardly moves
 with load from other processes, so the ratio of CPU ms is the contention-robust comparison on a shared machine.
 "% pk CPU" is the same idea for the fraction of peak: training GFLOP per CPU-second over the bf16 matmul's GFLOP
-per CPU-second. With --threads 1 on a quiet machine it agrees with the wall-clock fraction ("% bf16 pk", the
-issue's figure). With more threads it reads higher where parts of the step run on one thread while the others
-sleep (wall clock counts that against the step, CPU time does not); the issue's figure is the wall-clock one.
+per CPU-second, both counting every thread's CPU time (the matmul's over a block of calls of at least
+flops.MIN_CPU_BLOCK_S, see flops.matmul_gflops). On a quiet machine it agrees with the wall-clock fraction ("% bf16
+pk", the issue's figure) when the step keeps every thread as busy as the matmul does, and reads higher where parts
+of the step run on one thread while the others sleep (wall clock counts that against the step, CPU time does not).
+Result files written before this fix took the matmul's per-CPU-second rate per 2 ms call, which over-read it about
+2x at 2 threads, so their `frac_bf16_peak_cpu` is about half what it should be (BENCHMARKS.md section 2).
 
 Install the anchors (torch first and pinned; denoising-diffusion-pytorch without its dependencies, which would pull
 PyPI's CUDA torchvision; torchvision does not import beside the CPU torch, so `import_lucidrains_unet` gives it an
@@ -57,6 +60,7 @@ import torch
 import torch.nn.functional as F
 
 import flops  # benchmarks/flops.py (python puts this script's folder first on sys.path)
+import machine  # benchmarks/machine.py
 from diffusekit import fast
 from diffusekit.nets import UNet, param_count, unet_config
 
@@ -205,7 +209,7 @@ class Run:
 
 
 def machine_info(args) -> dict:
-    info = flops.machine_info()
+    info = machine.record()
     info.update(native_bf16=fast.native_bf16(), allocator_env_set=fast.allocator_configured())
     return info
 
