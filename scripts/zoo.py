@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -117,23 +116,15 @@ RECIPES = {
 
 
 def machine() -> dict:
-    """CPU model and threads, GPU if any, torch version: what every figure is recorded with."""
-    import torch
+    """CPU model, threads, GPU if any, torch version, commit: benchmarks/machine.py's record."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import machine as bench_machine  # benchmarks/machine.py
 
-    cpu = platform.processor() or ""
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines():
-            if line.startswith("Model name:"):
-                cpu = line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu": cpu, "threads": torch.get_num_threads(), "gpu": gpu, "torch": torch.__version__}
+    return bench_machine.record()
 
 
 def commit() -> str:
-    out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    return out.stdout.strip() or "unknown"
+    return (machine()["commit"] or "unknown")[:7]
 
 
 def stage_dir(name: str, i: int, recipe: dict) -> Path:
