@@ -99,3 +99,9 @@ def test_a_wheel_carries_the_zoo_into_a_fresh_environment(tmp_path):
     subprocess.run([tmp_path / "env" / "bin" / "diffusekit", *sample_args(smallest, tmp_path)], check=True,
                    cwd=tmp_path, capture_output=True)
     assert (tmp_path / "s.png").exists()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_benchmarks_states_each_card_headline(name):
+    section = (ROOT / "BENCHMARKS.md").read_text().split("## 16. The model zoo")[1]
+    assert f"`{name}`" in section and zoo.card(name)["headline"] in section
