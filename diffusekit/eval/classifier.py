@@ -10,6 +10,9 @@ many MNIST papers). One classifier ships per labelled built-in data set, in `wei
 
 Shipped: see `CLASSIFIERS`. Re-train with `python -m diffusekit.eval.train_classifier --data <name>`.
 The held-out split is a rule, not a random draw: image i of `load_data(name)` is held out iff i % 5 == 0 (20%).
+`spoken-digits` ships a log-mel audio classifier (`eval.audio`, record arch kind "audio"): trained on the train
+voices, its accuracy measured on the test split's held-out voices; `load_classifier` builds whichever the record
+describes.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-CLASSIFIERS = ("digits", "mnist5k")  # data names with a shipped classifier
+CLASSIFIERS = ("digits", "mnist5k")  # image data names with a shipped classifier (`evaluate`'s metrics)
+AUDIO_CLASSIFIERS = ("spoken-digits",)  # audio ones (`eval.audio.judge_speech`)
 HELDOUT_EVERY = 5  # image i is held out iff i % HELDOUT_EVERY == 0
 
 
@@ -79,11 +83,11 @@ class FeatureClassifier(nn.Module):
 class LoadedClassifier:
     """A shipped classifier with its JSON record (split, recipe, accuracy, sha256)."""
 
-    model: FeatureClassifier
+    model: nn.Module  # a FeatureClassifier, or an eval.audio.AudioClassifier for audio data
     record: dict = field(default_factory=dict)
 
     @property
-    def cfg(self) -> ClassifierConfig:
+    def cfg(self):
         return self.model.cfg
 
     @property
@@ -111,7 +115,12 @@ def load_classifier(data: str, weights_dir: Path | str = WEIGHTS_DIR) -> LoadedC
             "Other data sets can use Inception features (inception=True) and pixel-space memorisation."
         )
     record = json.loads(json_path.read_text())
-    model = FeatureClassifier(config_from_record(record))
+    if record["arch"].get("kind") == "audio":
+        from .audio import AudioClassifier, audio_config_from_arch
+
+        model = AudioClassifier(audio_config_from_arch(record["arch"]))
+    else:
+        model = FeatureClassifier(config_from_record(record))
     model.load_state_dict(load_file(st_path))  # strict: a mismatch between JSON and weights is an error
     return LoadedClassifier(model.eval().requires_grad_(False), record)
 
