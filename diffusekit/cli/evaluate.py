@@ -25,7 +25,9 @@ def add_eval(sub):
                     "samples, the digits in turn), FD in its features beside the real-vs-real floor, and the "
                     "Inception-Score-style figure beside real clips'. Every figure comes with its sample count n and the "
                     "real-vs-real floor at the same n: compare Frechet distances only at equal n.")
-    p.add_argument("source", type=Path, help="a run directory (samples are drawn) or a samples .npz (`images`)")
+    p.add_argument("source", type=Path, help="a run directory (samples are drawn) or a samples .npz (`images`); with "
+                                              "--data spoken-digits also a .wav or a folder of them (sub-folders "
+                                              "named by digit give the asked digits)")
     p.add_argument("--data", help="data set to compare with (default: the run's own data)")
     p.add_argument("--num", type=int, default=1000, help="samples to draw from a run (default: 1000)")
     p.add_argument("--n", type=int, help="images per set for FD / precision-recall (default: all, at most half "
@@ -52,6 +54,9 @@ def cmd_eval(a) -> int:
     from ..eval.images import read_samples
 
     metrics = tuple(m for m in a.metrics.split(",") if m)
+    if a.data == "spoken-digits" and not (a.source / "run.json").is_file() and (
+            a.source.is_dir() or a.source.suffix.lower() in (".wav", ".wave")):
+        return eval_speech(None, a)  # WAV files: a folder of them (digit sub-folders give the asked digits)
     if a.source.is_dir():
         from ..model import TrainedModel
 
@@ -92,14 +97,20 @@ def cmd_eval(a) -> int:
 
 def eval_speech(model, a) -> int:
     """`diffusekit eval` for spoken digits (`eval.audio.judge_speech`): a run is sampled (the digits in turn when
-    it is class-conditional), a samples .npz is read with its `labels`; prints the lines and writes JSON."""
+    it is class-conditional), a samples .npz is read with its `labels`, WAV files through `load_wav_clips` (its
+    conversions printed as notes); prints the lines and writes JSON."""
     import numpy as np
     import torch
 
-    from ..data.speech import SpeechRecipe, load_spoken_digits
+    from ..data.speech import SpeechRecipe, load_spoken_digits, load_wav_clips
     from ..eval.audio import format_speech, judge_speech
 
-    if model is None:  # a samples .npz from `diffusekit sample`: uint8 (N, L, C) = to_uint8 of (N, C, L)
+    notes = []
+    if model is None and (a.source.is_dir() or a.source.suffix.lower() in (".wav", ".wave")):
+        samples, asked, notes = load_wav_clips(a.source)
+        options = {}
+        json_out = a.json_out or (a.source / "eval.json" if a.source.is_dir() else a.source.with_suffix(".eval.json"))
+    elif model is None:  # a samples .npz from `diffusekit sample`: uint8 (N, L, C) = to_uint8 of (N, C, L)
         try:
             with np.load(a.source, allow_pickle=False) as f:
                 v, asked = f["images"], (f["labels"] if "labels" in f else None)
@@ -120,7 +131,8 @@ def eval_speech(model, a) -> int:
     recipe = SpeechRecipe(**{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
     real = load_spoken_digits("train", recipe)
     res = judge_speech(samples, asked=asked, n=a.n, seed=a.seed, real=(real.x, real.labels))
-    res.update({"sampler": a.sampler, "steps": a.steps, "guidance": a.guidance, "recipe": real.source})
+    res.update({"sampler": a.sampler, "steps": a.steps, "guidance": a.guidance, "recipe": real.source,
+                "notes": notes})
     print(format_speech(res))
     json_out.write_text(json.dumps(res, indent=2))
     print(json_out)

@@ -110,7 +110,7 @@ REGISTRY: dict[str, tuple[str, Callable[[], InMemoryDataset]]] = {
                   "~2-4 min)", load_molecules),
     "spoken-digits": ("4,000 1-second clips of the spoken words zero..nine at 8 kHz, 82 eSpeak NG voices with "
                       "varied pitch, rate, loudness, room noise and reverberation; 1,000 held-out clips by 16 voices "
-                      "never in training (built on first use by espeak-ng, ~3 min)", load_spoken_digits),
+                      "never in training (built on first use by espeak-ng, ~1.5 min on 2 cores)", load_spoken_digits),
 }
 # built-ins whose loader takes settings (TrainConfig.data_options): the others take none
 OPTIONS = {"molecules": "the fields of diffusekit.data.molecules.MoleculeRecipe",

@@ -253,6 +253,64 @@ def load_training_speech(**recipe) -> GeneratedDataset:
     return load_spoken_digits("train", SpeechRecipe(**recipe))
 
 
+def load_wav_clips(path: str | os.PathLike, rate: int = RATE, length: int = LENGTH):
+    """WAV files to judge as spoken digits: `path` is one .wav or a folder of them (any depth, sorted). Returns
+    (x float32 (N, 1, length), labels int64 (N,) or None, notes). Each mismatch is converted and the conversion
+    stated in `notes`; what cannot be read is a WavError naming the file:
+        another sample rate   resampled to `rate` (scipy's polyphase filter, the data's own resampler)
+        stereo (C > 1)        mixed to mono (the channels' mean)
+        another length        the middle `length` samples kept, or zeros added evenly at both ends
+        silence               kept and judged as it is (a silent sample is a failed sample), but counted
+        truncated / not PCM   WavError (`data.wav.read_wav`)
+    labels: when every file sits in a first-level sub-folder named by a digit ("0".."9" or "zero".."nine"), that
+    digit (the digit asked for); else None."""
+    from math import gcd
+
+    from scipy.signal import resample_poly
+
+    from .files import list_files
+    from .signals import WAV_EXTENSIONS
+    from .wav import read_wav
+
+    path = Path(path)
+    files = [path] if path.is_file() else [p for p in list_files(path) if p.suffix.lower() in WAV_EXTENSIONS]
+    if not files:
+        raise DataError(f"{path}: no .wav files")
+    clips, counts = [], {"resampled": {}, "stereo": 0, "cropped": 0, "padded": 0, "silent": 0}
+    for f in files:
+        x, r = read_wav(f)
+        if x.shape[1] == 0:
+            raise DataError(f"{f}: the WAV has no samples")
+        if x.shape[0] > 1:
+            x, counts["stereo"] = x.mean(0, keepdims=True), counts["stereo"] + 1
+        if r != rate:
+            g = gcd(r, rate)
+            x = resample_poly(x[0].astype(np.float64), rate // g, r // g)[None].astype(np.float32)
+            counts["resampled"][r] = counts["resampled"].get(r, 0) + 1
+        n = x.shape[1]
+        if n > length:
+            x, counts["cropped"] = x[:, (n - length) // 2 :][:, :length], counts["cropped"] + 1
+        elif n < length:
+            x, counts["padded"] = np.pad(x, ((0, 0), ((length - n) // 2, length - n - (length - n) // 2))), \
+                counts["padded"] + 1
+        counts["silent"] += int(not np.any(x))
+        clips.append(np.clip(x, -1, 1))
+    notes = [f"{k} file(s) at {r} Hz resampled to {rate} Hz" for r, k in sorted(counts["resampled"].items())]
+    notes += [f"{counts['stereo']} multi-channel file(s) mixed to mono"] if counts["stereo"] else []
+    notes += [f"{counts['cropped']} file(s) longer than {length} samples: the middle {length} kept"] \
+        if counts["cropped"] else []
+    notes += [f"{counts['padded']} file(s) shorter than {length} samples: zero-padded at both ends"] \
+        if counts["padded"] else []
+    notes += [f"{counts['silent']} clip(s) are silence (all samples 0): judged as they are"] \
+        if counts["silent"] else []
+    digit = {**{str(k): k for k in range(10)}, **{w: k for k, w in enumerate(WORDS)}}
+    parts = [f.relative_to(path).parts if path.is_dir() else () for f in files]
+    labels = None
+    if all(len(p) == 2 and p[0].lower() in digit for p in parts):
+        labels = torch.tensor([digit[p[0].lower()] for p in parts], dtype=torch.int64)
+    return torch.from_numpy(np.stack(clips)), labels, notes
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("DIFFUSEKIT_CACHE") or "~/.cache/diffusekit").expanduser() / "speech"
 
@@ -320,4 +378,4 @@ def build(recipe: SpeechRecipe, processes: int | None = None, progress: bool = T
 
 
 __all__ = ["ACCENTS", "LENGTH", "RATE", "SpeechRecipe", "WORDS", "build", "espeak_path", "espeak_version",
-           "espeak_voices", "load_spoken_digits", "load_training_speech", "make_clip", "split_voices"]
+           "espeak_voices", "load_spoken_digits", "load_wav_clips", "load_training_speech", "make_clip", "split_voices"]

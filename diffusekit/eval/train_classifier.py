@@ -29,6 +29,8 @@ from safetensors.torch import save_file
 
 from .classifier import (
     HELDOUT_EVERY,
+    AudioClassifier,
+    AudioClassifierConfig,
     WEIGHTS_DIR,
     ClassifierConfig,
     FeatureClassifier,
@@ -37,7 +39,6 @@ from .classifier import (
     heldout_mask,
     weights_paths,
 )
-from .audio import AudioClassifier, AudioClassifierConfig
 from .real import load_real
 
 
@@ -102,6 +103,19 @@ def random_time_shift(x: torch.Tensor, s: int, gen: torch.Generator) -> torch.Te
     return out * gain[:, None, None]
 
 
+def _image_data(data: str, cfg: ClassifierConfig):
+    """(train x, y, held-out x, y, split record, cfg) of an image data set: the rule of `heldout_mask`."""
+    x, labels = load_real(data)
+    if labels is None:
+        raise ValueError(f"{data!r} has no labels: a feature classifier needs a labelled data set")
+    test = heldout_mask(len(x))
+    if tuple(x.shape[1:]) != (cfg.in_channels, cfg.image_size, cfg.image_size):
+        raise ValueError(f"{data}: images {tuple(x.shape[1:])} do not match the recipe's architecture {cfg}")
+    split = {"rule": f"image i of load_data({data!r}) is held out iff i % {HELDOUT_EVERY} == 0",
+             "n_train": int((~test).sum()), "n_heldout": int(test.sum())}
+    return x[~test], labels[~test], x[test], labels[test], split, cfg
+
+
 def _audio_data(data: str, cfg: AudioClassifierConfig):
     """(train x, y, test x, y, split record) of spoken-digits, and cfg with the log-mel affine of the train clips."""
     import dataclasses
@@ -131,30 +145,10 @@ def train_classifier(data: str, recipe: Recipe | None = None, log=print) -> tupl
             raise ValueError(f"no training recipe for {data!r}; recipes: {', '.join(RECIPES)}")
         recipe = RECIPES[data]
     dtype = getattr(torch, recipe.dtype)
-    cfg = recipe.arch
+    x_tr, y_tr, x_te, y_te, split, cfg = (_audio_data if isinstance(recipe.arch, AudioClassifierConfig)
+                                          else _image_data)(data, recipe.arch)
     audio = isinstance(cfg, AudioClassifierConfig)
-    if audio:
-        x_tr, y_tr, x_te, y_te, split, cfg = _audio_data(data, cfg)
-        net, augment = AudioClassifier, random_time_shift
-        aug_text = (f"random shifts in [-{recipe.shift}, {recipe.shift}] samples, zero-filled; gain log-uniform "
-                    f"in {list(GAIN)}")
-        shape = [1, cfg.length]
-    else:
-        x, labels = load_real(data)
-        if labels is None:
-            raise ValueError(f"{data!r} has no labels: a feature classifier needs a labelled data set")
-        test = heldout_mask(len(x))
-        x_tr, y_tr, x_te, y_te = x[~test], labels[~test], x[test], labels[test]
-        if tuple(x.shape[1:]) != (cfg.in_channels, cfg.image_size, cfg.image_size):
-            raise ValueError(f"{data}: images {tuple(x.shape[1:])} do not match the recipe's architecture {cfg}")
-        net, augment = FeatureClassifier, random_shift
-        aug_text = f"random integer shifts in [-{recipe.shift}, {recipe.shift}] px, padded with -1"
-        shape = [cfg.in_channels, cfg.image_size, cfg.image_size]
-        split = {
-            "rule": f"image i of load_data({data!r}) is held out iff i % {HELDOUT_EVERY} == 0",
-            "n_train": int((~test).sum()),
-            "n_heldout": int(test.sum()),
-        }
+    net, augment = (AudioClassifier, random_time_shift) if audio else (FeatureClassifier, random_shift)
 
     t0 = time.time()
     with deterministic():
@@ -189,7 +183,7 @@ def train_classifier(data: str, recipe: Recipe | None = None, log=print) -> tupl
         "feature_dim": cfg.feature_dim,
         "features": ("penultimate layer: ReLU(Linear([mean, max] over time of conv stages on log-mel)), float32"
                      if audio else "penultimate layer: ReLU(Linear(flatten(conv stages))), float32"),
-        "input": {"shape": shape, "range": [-1.0, 1.0], **({"rate": cfg.rate} if audio else {})},
+        "input": {"shape": list(x_tr.shape[1:]), "range": [-1.0, 1.0], **({"rate": cfg.rate} if audio else {})},
         "split": split,
         "train": {
             "optimizer": "AdamW",
@@ -198,7 +192,9 @@ def train_classifier(data: str, recipe: Recipe | None = None, log=print) -> tupl
             "weight_decay": recipe.weight_decay,
             "epochs": recipe.epochs,
             "batch_size": recipe.batch_size,
-            "augment": aug_text,
+            "augment": (f"random shifts in [-{recipe.shift}, {recipe.shift}] samples, zero-filled; gain "
+                        f"log-uniform in {list(GAIN)}" if audio else
+                        f"random integer shifts in [-{recipe.shift}, {recipe.shift}] px, padded with -1"),
             "seed": recipe.seed,
             "dtype": recipe.dtype,
             "threads": 1,

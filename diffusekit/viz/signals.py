@@ -103,7 +103,11 @@ def signal_picture(x, rate: float | None = None, width: int = PANEL_W) -> Image.
     v = _signals(x, "signal_picture")
     if v.shape[0] != 1:
         raise ValueError(f"signal_picture: one signal (C, L) or (L,); got {v.shape[0]} signals")
-    return _tile([waveform_grid(v, 1, width), spectrogram_grid(v, rate, 1, width)], 1)
+    wave, spec = waveform_grid(v, 1, width), spectrogram_grid(v, rate, 1, width)  # each with its PAD border
+    canvas = Image.new("RGB", (wave.width, wave.height + spec.height - PAD), BACKGROUND)
+    canvas.paste(wave, (0, 0))
+    canvas.paste(spec, (0, wave.height - PAD))  # the two borders overlap: one PAD between the panels
+    return canvas
 
 
 def save_signal_picture(x, path: str | os.PathLike, rate: float | None = None, width: int = PANEL_W) -> Path:
