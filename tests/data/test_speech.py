@@ -11,8 +11,8 @@ from diffusekit.data import DataError, load_data
 from diffusekit.data import speech
 from diffusekit.data.speech import LENGTH, RATE, WORDS, SpeechRecipe, build, load_spoken_digits, load_wav_clips
 from diffusekit.data.wav import WavError, write_wav
-from diffusekit.eval.audio import inception_score, judge_speech, mel_filters
-from diffusekit.eval.classifier import classifier_outputs, load_classifier
+from diffusekit.eval.audio import inception_score, judge_speech
+from diffusekit.eval.classifier import classifier_outputs, load_classifier, mel_filters
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed "
                                   "(scripts/install.sh installs it)")
