@@ -81,7 +81,7 @@ TRIM = 0.02  # of the clip's peak: where the word starts and ends
 class SpeechRecipe:
     """Every setting the cached clips depend on (the module docstring gives what each does)."""
 
-    n_train: int = 4000  # 400 a digit: enough variety for a 1-D UNet, built in ~2 minutes on 2 cores
+    n_train: int = 4000  # 400 a digit; both splits built in 89 s on 2 busy cores (BENCHMARKS section 15)
     n_test: int = 1000  # 100 a digit, all by held-out voices
     test_voices: int = 16  # of the ~98 variants: about one voice in six never speaks in train
     pitch: tuple[float, float] = (25.0, 75.0)  # espeak -p, default 50

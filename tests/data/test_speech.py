@@ -16,7 +16,7 @@ from diffusekit.eval.classifier import classifier_outputs, load_classifier, mel_
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed "
                                   "(scripts/install.sh installs it)")
-TINY = SpeechRecipe(n_train=20, n_test=10)
+TINY = SpeechRecipe(n_train=12, n_test=6)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def test_recipe_is_deterministic_for_a_seed_and_changes_with_it(tiny):
     arrays, meta = tiny
     again, _ = build(TINY, processes=2, progress=False)  # another process count: the same clips
     assert arrays.keys() == again.keys() and all(np.array_equal(arrays[k], again[k]) for k in arrays)
-    other, _ = build(SpeechRecipe(n_train=20, n_test=10, seed=1), processes=1, progress=False)
+    other, _ = build(SpeechRecipe(n_train=12, n_test=6, seed=1), processes=1, progress=False)
     assert not np.array_equal(arrays["train_x"], other["train_x"])
     assert meta["espeak"].startswith("eSpeak NG") and meta["recipe"]["seed"] == 0 and meta["rate"] == RATE
 
@@ -38,8 +38,8 @@ def test_recipe_is_deterministic_for_a_seed_and_changes_with_it(tiny):
 def test_clips_rate_length_level_labels_and_held_out_voices(tiny):
     arrays, meta = tiny
     ds = load_spoken_digits("train", TINY)  # through the cache of own_cache: built once more, then read
-    assert ds.rate == RATE == 8000 and ds.x.shape == (20, 1, LENGTH) and LENGTH == RATE  # one second
-    assert ds.x.dtype == torch.float32 and ds.labels.tolist() == [i % 10 for i in range(20)]
+    assert ds.rate == RATE == 8000 and ds.x.shape == (12, 1, LENGTH) and LENGTH == RATE  # one second
+    assert ds.x.dtype == torch.float32 and ds.labels.tolist() == [i % 10 for i in range(12)]
     assert ds.class_names == list(WORDS)
     peak = ds.x.abs().amax((1, 2))
     assert torch.allclose(peak, ds.params["peak"], rtol=1e-5)  # the drawn level, exactly
@@ -54,8 +54,8 @@ def test_clips_rate_length_level_labels_and_held_out_voices(tiny):
 
 @needs_espeak
 def test_builtin_name_options_and_missing_program(tiny, monkeypatch):
-    ds = load_data("spoken-digits", options={"n_train": 20, "n_test": 10})
-    assert ds.x.shape == (20, 1, 8000) and ds.name == "spoken-digits"
+    ds = load_data("spoken-digits", options={"n_train": 12, "n_test": 6})
+    assert ds.x.shape == (12, 1, 8000) and ds.name == "spoken-digits"
     with pytest.raises(DataError, match="unknown data option"):
         load_data("spoken-digits", options={"n_clips": 3})
     monkeypatch.setattr(speech.shutil, "which", lambda name: None)
