@@ -19,7 +19,8 @@ def write_samples(model: TrainedModel, images: torch.Tensor, out: str | Path, gr
     """What `diffusekit sample` writes, for samples `images` drawn with these labels / prompts: `out` (.npz: uint8
     `images`, or for point clouds float32 `points` (N, P, 3); and `labels` or `prompts` where the model has them;
     no pickles), optionally a picture `grid` (with the prompts in a .txt beside it; for clouds a .png of renders or
-    a turning .gif), a folder `wav` of 16-bit WAVs (1-D signals) and a folder `ply` of PLY files (point clouds).
+    a turning .gif), a folder `wav` of 16-bit WAVs (1-D signals; each with a picture of its waveform above its
+    spectrogram, sample-NNNN.png, when the data has a sample rate) and a folder `ply` of PLY files (point clouds).
     Molecules (drawn for `smiles`, or the run's examples): the .npz holds float32 `coords` (N, A, 3) in Å, `atoms`
     (N, A) (0 padding, i: atom_types[i - 1]), `bonds` (N, A, A) and `smiles`; `sdf` an SD file of every
     conformer (RDKit, Open Babel and PyMOL read it), `xyz` a folder of .xyz files, `grid` a picture.
@@ -28,7 +29,7 @@ def write_samples(model: TrainedModel, images: torch.Tensor, out: str | Path, gr
 
     from .data import to_uint8
     from .data.wav import write_wav
-    from .viz.signals import save_samples
+    from .viz.signals import save_samples, save_signal_picture
 
     out, num, written = Path(out), len(images), []
     kind = model.info["data"].get("kind", "grid")
@@ -62,9 +63,12 @@ def write_samples(model: TrainedModel, images: torch.Tensor, out: str | Path, gr
             raise ValueError(f"--wav writes 1-D signals; this model makes shape {tuple(images.shape[1:])}")
         wav = Path(wav)
         wav.mkdir(parents=True, exist_ok=True)
-        rate = model.info["data"].get("rate") or 16000
+        known = model.info["data"].get("rate")
+        rate = known or 16000
         for i, x in enumerate(images):
             write_wav(wav / f"sample-{i:04d}.wav", x.numpy(), rate)
+            if known:  # a spectrogram needs a time unit: only for data that has one (spoken-digits, waves, WAVs)
+                save_signal_picture(x, wav / f"sample-{i:04d}.png", rate)
         written.append(wav)
     if ply:
         from .data.points import write_ply

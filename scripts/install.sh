@@ -18,3 +18,14 @@ if ! command -v chromium > /dev/null; then
   SUDO=$([ "$(id -u)" = 0 ] && echo "" || echo "sudo")
   ($SUDO apt-get install -y -q chromium > /dev/null 2>&1) || ($SUDO apt-get update -q > /dev/null && $SUDO apt-get install -y -q chromium > /dev/null)
 fi
+# eSpeak NG speaks the built-in `spoken-digits` data set (diffusekit/data/speech.py): Debian's package, 1.51.
+if ! command -v espeak-ng > /dev/null; then
+  if command -v apt-get > /dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    SUDO=$([ "$(id -u)" = 0 ] && echo "" || echo "sudo")
+    ($SUDO apt-get install -y -q espeak-ng > /dev/null 2>&1) || ($SUDO apt-get update -q > /dev/null && $SUDO apt-get install -y -q espeak-ng > /dev/null)
+  else
+    echo "install.sh: no apt-get here; install the espeak-ng program yourself (e.g. brew install espeak-ng," \
+         "dnf install espeak-ng) for the spoken-digits data set" >&2
+  fi
+fi

@@ -58,7 +58,8 @@ def add_sample(sub):
                         "variance=fixed_large (`diffusekit sample --sampler NAME --option help=1` lists them)")
     p.add_argument("--weights", choices=["ema", "model"], default="ema")
     p.add_argument("--wav", type=Path, help="signals only: also write each sample as DIR/sample-NNNN.wav (16-bit, "
-                                            "at the data's sample rate, else 16 kHz)")
+                                            "at the data's sample rate, else 16 kHz) and, when the data has a "
+                                            "rate, DIR/sample-NNNN.png (its waveform above its spectrogram)")
     p.add_argument("--ply", type=Path, help="point clouds only: also write each sample as DIR/sample-NNNN.ply "
                                             "(binary float32 x, y, z: MeshLab, Blender and Open3D read it)")
     p.add_argument("--smiles", action="append", help="molecule runs: a molecule to make conformers of; repeat for "

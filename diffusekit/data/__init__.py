@@ -6,6 +6,7 @@
     ds = load_data("signals.npz")             # (N, C, *spatial) arrays
     ds = load_data("clips/")                  # a folder of animated GIFs: video (N, C, T, H, W)
     ds = load_data("molecules", options={"max_molecules": 50})  # conformers (N, 3, A) + graphs (`molecules`)
+    ds = load_data("spoken-digits")           # 1-s eSpeak NG digits (N, 1, 8000) at ds.rate = 8000 (`speech`)
     ds.x        # float32 (N, C, *spatial) in [-1, 1]
     ds.labels   # int64 (N,) or None; ds.class_names, ds.num_classes
     ds.to_uint8(ds.x[:16])  # uint8 (16, *spatial, C) for saving

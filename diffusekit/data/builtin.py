@@ -86,6 +86,7 @@ load_grf = _on_use("fields", "load_grf")
 load_phantoms = _on_use("phantoms", "load_phantoms")
 load_shapes3d = _on_use("points", "load_shapes3d")
 load_molecules = _on_use("molecules", "load_training_molecules")  # needs rdkit (the molecules extra)
+load_spoken_digits = _on_use("speech", "load_training_speech")  # needs the espeak-ng program
 
 
 # name -> (one-line description for --help, loader). Add new built-ins here.
@@ -107,8 +108,12 @@ REGISTRY: dict[str, tuple[str, Callable[[], InMemoryDataset]]] = {
     "molecules": ("1,358 small molecules (H C N O F, <= 30 atoms) x 8 MMFF reference conformers, for conformer "
                   "generation given the graph; 151 held-out test molecules (RDKit's NCI file; built on first use, "
                   "~2-4 min)", load_molecules),
+    "spoken-digits": ("4,000 1-second clips of the spoken words zero..nine at 8 kHz, 82 eSpeak NG voices with "
+                      "varied pitch, rate, loudness, room noise and reverberation; 1,000 held-out clips by 16 voices "
+                      "never in training (built on first use by espeak-ng, ~1.5 min on 2 cores)", load_spoken_digits),
 }
 # built-ins whose loader takes settings (TrainConfig.data_options): the others take none
-OPTIONS = {"molecules": "the fields of diffusekit.data.molecules.MoleculeRecipe"}
+OPTIONS = {"molecules": "the fields of diffusekit.data.molecules.MoleculeRecipe",
+           "spoken-digits": "the fields of diffusekit.data.speech.SpeechRecipe"}
 BUILTINS: dict[str, str] = {name: desc for name, (desc, _) in REGISTRY.items()}
 BUILTIN_NAMES: tuple[str, ...] = tuple(REGISTRY)

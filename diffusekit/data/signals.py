@@ -39,7 +39,8 @@ User files (`load_signals`):
                  stereo to mono, `channels=2` repeats mono). Lengths must agree, unless `fit` says otherwise:
                  fit="error" (default) names the lengths found; "crop" cuts every clip to the shortest (keeping
                  the start); "pad" pads every clip with zeros (silence) at the end to the longest.
-    WAV samples are scaled as `read_wav` does (v / 2^(bits-1)), never normalised. A bad WAV is an error naming
+    WAV samples are scaled as `read_wav` does (v / 2^(bits-1)), never normalised. Silent clips (all samples 0)
+    are kept and counted in the notes; a folder of nothing but silence is a DataError. A bad WAV is an error naming
     the file (see `diffusekit.data.wav`), also inside a folder: a folder's WAVs are meant to be used, not skipped.
 """
 
@@ -300,6 +301,12 @@ def load_wav_folder(folder: str | os.PathLike, fit: str = "error",
         changed = sum(n != target for n in lengths)
         clips = [c[:, :target] if fit == "crop" else np.pad(c, ((0, 0), (0, target - c.shape[1]))) for c in clips]
         notes.append(f"{changed} clips {'cropped' if fit == 'crop' else 'zero-padded'} to {target} samples")
+    silent = [rel(p) for p, c in zip(files, clips) if not np.any(c)]
+    if len(silent) == len(clips):
+        raise DataError(f"{folder}: every WAV is silence (all samples 0): nothing to learn from")
+    if silent:  # kept (silence may be meant: a class of its own), but said
+        notes.append(f"{len(silent)} clips are silence (all samples 0): {', '.join(silent[:5])}"
+                     + (" ..." if len(silent) > 5 else ""))
     x = torch.from_numpy(np.stack(clips))  # (N, C, L)
     labels, class_names = folder_labels(folder, files, files)
     return GeneratedDataset(x, labels, class_names, name=folder.name or str(folder), source=str(folder),

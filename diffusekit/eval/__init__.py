@@ -11,6 +11,7 @@ class histograms. One entry point, `evaluate(samples, data)`, and `format_table`
     classes.py            predicted-class histogram, entropy, KL
     cache.py              on-disk cache of real-data statistics ($DIFFUSEKIT_CACHE or ~/.cache/diffusekit)
     points.py             point clouds: Chamfer / EMD, MMD, COV and 1-NNA (PointFlow's protocol), with a floor
+    audio.py              spoken digits: the log-mel judge, asked-digit accuracy, FD with its floor, IS (SC09's)
 """
 
 from .classes import class_histogram

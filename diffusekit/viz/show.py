@@ -14,7 +14,7 @@ from ..model import TrainedModel
 from ..sample_files import save_prompts
 from ..schedules import DiscreteSchedule
 from .grids import save_gif, save_strip
-from .signals import save_clip_gif, save_clip_strip, save_waveforms
+from .signals import save_clip_gif, save_clip_strip, save_spectrograms, save_waveforms
 
 FORWARD_T = (0, 50, 100, 200, 300, 500, 700, 999)  # timesteps shown in the forward strip (DDPM's 1000)
 
@@ -29,7 +29,8 @@ def show(model: TrainedModel, out_dir: str | Path, sampler: str = "dpmpp-2m", st
     reverse.gif: the same for `num` samples, one frame per step, x_t above and x0_hat below.
 
     Signals (C, L) are drawn as waveforms: forward.png one panel per noise level, reverse.png x_t and x0_hat
-    panels per step. Video (C, T, H, W): forward.png one row of frames per noise level, reverse.png x0_hat's
+    panels per step; when the data has a sample rate (audio: spoken-digits, waves, WAV folders) each picture also
+    gets its spectrograms beside it, forward-spectrogram.png, reverse-spectrogram.png and samples-spectrogram.png. Video (C, T, H, W): forward.png one row of frames per noise level, reverse.png x0_hat's
     frames per step, reverse.gif the final clips playing. Text runs sample the run's grid prompts in turn and
     write them to prompts.txt. A model without training data (`TrainedModel.from_diffusers`) gets reverse.png and
     reverse.gif only, unless `data` is given."""
@@ -86,10 +87,17 @@ def _show_other(model, out: Path, cols, sampler, steps, seed, num) -> dict[str, 
 
     final = model.sample(num, sampler=sampler, steps=steps, seed=seed, batch=num, callback=record)
     if len(model.shape) == 2:  # signals: one waveform panel per noise level / step
-        return {"forward": save_waveforms(torch.cat([c[:1] for c in cols]), out / "forward.png", ncol=1),
-                "reverse": save_waveforms(torch.cat([v for pair in zip(steps_x, steps_x0) for v in pair]),
-                                          out / "reverse.png", ncol=2),
-                "final": save_waveforms(final, out / "samples.png")}
+        rate = model.info["data"].get("rate")
+        pictures = {"forward": (torch.cat([c[:1] for c in cols]), 1),
+                    "reverse": (torch.cat([v for pair in zip(steps_x, steps_x0) for v in pair]), 2),
+                    "final": (final, None)}
+        paths = {}
+        for key, (x, ncol) in pictures.items():
+            name = "samples" if key == "final" else key
+            paths[key] = save_waveforms(x, out / f"{name}.png", ncol=ncol)
+            if rate:  # audio: the same panels as spectrograms, where speech is read
+                paths[f"{key}_spectrogram"] = save_spectrograms(x, out / f"{name}-spectrogram.png", rate, ncol=ncol)
+        return paths
     return {"forward": save_clip_strip(torch.cat([c[:1] for c in cols]), out / "forward.png"),
             "reverse": save_clip_strip(torch.cat(steps_x0 + [final[:1]]), out / "reverse.png"),
             "gif": save_clip_gif(final, out / "reverse.gif")}

