@@ -1,6 +1,6 @@
 """Write the generated pages of the docs from the code itself, so they cannot drift from it: cli.md (every command's
 --help), samplers.md (every sampler: its paper, options and defaults, docstring), data.md (the built-in data sets and
-the file formats), run-directory.md (what a run writes). `tests/test_docs.py` fails when a committed page differs
+the file formats), run-directory.md (what a run writes), zoo.md (the shipped models and their cards). `tests/test_docs.py` fails when a committed page differs
 from what this writes; run `python docs/gen_pages.py` after changing a command, a sampler or a data set."""
 
 from __future__ import annotations
@@ -66,8 +66,19 @@ def run_directory_page() -> str:
                       "## Checkpoints\n", "```text\n" + inspect.cleandoc(checkpoint.__doc__) + "\n```\n"])
 
 
+def zoo_page() -> str:
+    import diffusekit.zoo as zoo
+
+    rows = "\n".join(f"| `{r['name']}` | {r['task']} | {r['bytes'] / 1e6:.1f} MB | {r['steps']} | {r['quality']} |"
+                     for r in zoo.catalogue())
+    cards = [(zoo.ZOO_DIR / n / "MODEL.md").read_text().replace("\n# ", "\n## ", 1).replace("# ", "## ", 1)
+             for n in zoo.names()]
+    return "\n".join(["# The model zoo\n", inspect.cleandoc(zoo.__doc__) + "\n",
+                      "| name | task | size | steps | quality |", "|---|---|---|---|---|", rows + "\n", *cards])
+
+
 PAGES = {"cli.md": cli_page, "samplers.md": samplers_page, "data.md": data_page,
-         "run-directory.md": run_directory_page}
+         "run-directory.md": run_directory_page, "zoo.md": zoo_page}
 
 
 def main() -> int:
