@@ -250,7 +250,30 @@ def _autoencoder_figures(out: Path) -> dict:
             "FD floor (real vs real)": round(r["fd"]["floor"], 2), "n": r["fd"]["n"]}
 
 
-FIGURES = {"digits": _eval_figures, "mnist5k": _eval_figures, "mnist5k-latent": _eval_figures,
+def _text_figures(out: Path) -> dict:
+    r = json.loads((out / "conditioning-text-shapes.json").read_text())
+    by = {row["guidance"]: row for row in r["scales"]}
+    best = max(by, key=lambda g: by[g]["heldout"]["image"])
+    figures = {f"held-out prompts right in every attribute, guidance {g}": f"{row['heldout']['image']:.1%}"
+               for g, row in by.items()}
+    figures.update({f"train prompts right, guidance {g}": f"{row['train']['image']:.1%}" for g, row in by.items()})
+    figures["prompts x samples"] = f"{r['prompts']} x {r['per_prompt']} per set"
+    return {"headline": f"{by[best]['heldout']['image']:.1%} of held-out prompts right in every attribute "
+                        f"(guidance {best})", **figures}
+
+
+def _label_figures(out: Path) -> dict:
+    r = json.loads((out / "conditioning-label-mnist5k.json").read_text())
+    figures = {f"guidance {row['guidance']:g}": f"label agreement {row['agreement']:.1%}, FD {row['fd']:.1f} (floor "
+                                                f"{row['fd_floor']:.1f}), {row['fd_ratio_to_uncond']:.2f}x mnist5k's"
+               for row in r["scales"]}
+    rows = sorted(r["scales"], key=lambda row: row["guidance"])  # the mildest guidance that meets the goal (99%)
+    best = next((row for row in rows if row["agreement"] >= 0.99), max(rows, key=lambda row: row["agreement"]))
+    return {"headline": f"label agreement {best['agreement']:.1%} at guidance {best['guidance']:g} (FD "
+                        f"{best['fd']:.1f}, n {r['n']})", **figures, "n": r["n"]}
+
+
+FIGURES = {"shapes-text": _text_figures, "mnist5k-label": _label_figures, "digits": _eval_figures, "mnist5k": _eval_figures, "mnist5k-latent": _eval_figures,
            "ae-mnist5k": _autoencoder_figures}
 
 
