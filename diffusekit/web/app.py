@@ -24,11 +24,12 @@ import asyncio
 import contextlib
 import hmac
 import json
+import math
 from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -42,8 +43,28 @@ STATIC = Path(__file__).parent / "static"
 KEEPALIVE_S = 15.0
 
 
+def finite(v):
+    """JSON has no inf or NaN (a job's options may hold inf, a reconstruction's PSNR may be inf): they are written
+    as the strings "inf", "-inf", "nan", which the API reads back as numbers (as the models' listing writes them)."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    if isinstance(v, dict):
+        return {k: finite(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [finite(x) for x in v]
+    return v
+
+
+class ApiJSON(JSONResponse):
+    """Every JSON answer of the API: non-finite numbers as strings (see `finite`), never a render error after a job
+    was queued."""
+
+    def render(self, content) -> bytes:
+        return super().render(finite(content))
+
+
 def error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+    return ApiJSON({"error": message}, status_code=status)
 
 
 async def json_body(request: Request) -> dict:
@@ -61,6 +82,8 @@ async def json_body(request: Request) -> dict:
         body = json.loads(b"".join(chunks) or b"null")
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise BadRequest("the request body must be JSON") from None
+    except RecursionError:  # [[[[... nested deeper than Python's parser recurses
+        raise BadRequest("the request body is nested too deeply") from None
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object")
     return body
@@ -76,7 +99,7 @@ class Server:
         self.queue = JobQueue(list(models), lambda job: run_job(models[job.model], job, self.outputs), max_waiting)
 
     def model(self, name) -> ServedModel:
-        if name not in self.models:
+        if not isinstance(name, str) or name not in self.models:
             raise LookupError(f"no model {name!r}; this server has: {', '.join(self.models)}")
         return self.models[name]
 
@@ -114,6 +137,8 @@ def guarded(server: Server, handler):
             return error(404, str(e).strip("'\""))
         except (ValueError, FileNotFoundError) as e:
             return error(400, str(e))
+        except ClientDisconnect:  # the client left while sending its body: nobody reads the answer
+            return Response(status_code=400)
     return wrapped
 
 
@@ -124,7 +149,7 @@ class Api:
         self.server = server
 
     async def models(self, request):
-        return JSONResponse([m.describe() for m in self.server.models.values()])
+        return ApiJSON([m.describe() for m in self.server.models.values()])
 
     async def example(self, request):
         served = self.server.model(request.path_params["name"])
@@ -144,19 +169,19 @@ class Api:
                     raise BadRequest("a mask is for the inpaint task")
                 inputs[key] = await run_in_threadpool(check_upload, data, key)
         job, position = self.server.queue.submit(served.name, params, inputs)
-        return JSONResponse({"id": job.id, "position": position, "params": params}, status_code=202)
+        return ApiJSON({"id": job.id, "position": position, "params": params}, status_code=202)
 
     async def listing(self, request):
-        return JSONResponse(self.server.queue.listing())
+        return ApiJSON(self.server.queue.listing())
 
     async def one(self, request):
         job = self.server.job(request.path_params["id"])
-        return JSONResponse(job.summary(self.server.queue.position(job)))
+        return ApiJSON(job.summary(self.server.queue.position(job)))
 
     async def cancel(self, request):
         job = self.server.job(request.path_params["id"])
         self.server.queue.cancel(job)
-        return JSONResponse(job.summary(self.server.queue.position(job)))
+        return ApiJSON(job.summary(self.server.queue.position(job)))
 
     async def events(self, request):
         job = self.server.job(request.path_params["id"])
@@ -170,7 +195,7 @@ class Api:
         while True:
             events = job.events[index:]
             for e in events:
-                yield f"event: {e['type']}\ndata: {json.dumps(e)}\n\n"
+                yield f"event: {e['type']}\ndata: {json.dumps(finite(e))}\n\n"
                 if e["type"] in ("done", "failed", "cancelled"):
                     return
             index += len(events)
@@ -203,7 +228,7 @@ class Api:
         p = check_forward(body)
         data = image_bytes(body, "image", required=False)
         upload = None if data is None else await run_in_threadpool(check_upload, data, "image")
-        return JSONResponse(await run_in_threadpool(forward, served, p, upload))
+        return ApiJSON(await run_in_threadpool(forward, served, p, upload))
 
     async def page(self, request):
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})

@@ -21,6 +21,8 @@ MAX_PROMPT = 500  # characters
 MAX_IMAGE_BYTES = 4 * 1024 * 1024  # an uploaded image or mask, decoded
 MAX_BODY_BYTES = 12 * 1024 * 1024  # a whole request (base64 images are 4/3 their size)
 MAX_SEED = 2**63 - 1
+MAX_REPEATS = 100  # restarts, restart_steps, resample: each multiplies a job's network calls
+MAX_CALLS = 10 * MAX_STEPS  # steps x resample, restarts x restart_steps: a job a worker finishes, not one it holds for days
 SAMPLING_KEYS = ("spacing", "sigma_min", "sigma_max")
 
 
@@ -48,6 +50,28 @@ def text(body: dict, key: str) -> str | None:
     if not isinstance(v, str) or len(v) > MAX_PROMPT:
         raise BadRequest(f"{key} must be a string of at most {MAX_PROMPT} characters")
     return v
+
+
+def one_of(body: dict, key: str, default, allowed, what: str):
+    """A name from `allowed` (a JSON list or object is not one, and is not hashable either)."""
+    v = body.get(key, default)
+    if not isinstance(v, str) or v not in allowed:
+        raise BadRequest(f"unknown {what} {v!r}; allowed: {', '.join(allowed)}")
+    return v
+
+
+def check_repeats(options: dict, steps: int) -> None:
+    """The options that multiply a job's work, bounded (see MAX_REPEATS, MAX_CALLS); the sampler or solver itself
+    checks that they are whole numbers."""
+    for k in ("restarts", "restart_steps", "resample", "jump_length"):
+        v = options.get(k)
+        hi = MAX_STEPS if k == "jump_length" else MAX_REPEATS
+        if v is not None and (isinstance(v, str) or not 0 <= v <= hi):
+            raise BadRequest(f"option {k} must be a whole number in [0, {hi}], got {v!r}")
+    product = {"restart": options.get("restarts", 0) * options.get("restart_steps", 0),
+               "resample": steps * options.get("resample", 1)}
+    if max(product.values()) > MAX_CALLS:
+        raise BadRequest(f"steps x resample and restarts x restart_steps must be at most {MAX_CALLS}")
 
 
 def seed_of(body: dict) -> int:
@@ -117,13 +141,12 @@ def check_job(served: ServedModel, body: dict) -> dict:
 
 def check_generate(served: ServedModel, body: dict) -> dict:
     m = served.model
-    sampler = body.get("sampler", "dpmpp-2m")
-    if sampler not in SAMPLERS:
-        raise BadRequest(f"unknown sampler {sampler!r}; allowed: {', '.join(SAMPLERS)}")
+    sampler = one_of(body, "sampler", "dpmpp-2m", SAMPLERS, "sampler")
     p = {"task": "generate", "sampler": sampler, "steps": number(body, "steps", 20, 1, MAX_STEPS, integer=True),
          "seed": seed_of(body), "num": number(body, "num", 8, 1, MAX_NUM, integer=True),
          "guidance": number(body, "guidance", 1.0, 0.0, 30.0)}
     p["options"] = options_of(body, {**sampler_options(sampler), **{k: None for k in SAMPLING_KEYS}})
+    check_repeats({**sampler_options(sampler), **p["options"]}, p["steps"])
     if p["options"].get("spacing") is not None and p["options"]["spacing"] not in SPACINGS:
         raise BadRequest(f"spacing must be one of {', '.join(SPACINGS)}")
     label, prompt, negative = body.get("label"), text(body, "prompt"), text(body, "negative_prompt")
@@ -142,9 +165,7 @@ def check_generate(served: ServedModel, body: dict) -> dict:
 
 def check_reconstruct(served: ServedModel, body: dict, task: str) -> dict:
     latent = served.model.codec is not None
-    method = body.get("method", "dps" if latent else "ddnm")
-    if method not in METHODS:
-        raise BadRequest(f"unknown method {method!r}; allowed: {', '.join(METHODS)}")
+    method = one_of(body, "method", "dps" if latent else "ddnm", METHODS, "method")
     if latent:
         try:
             check_latent_method(method)
@@ -153,6 +174,7 @@ def check_reconstruct(served: ServedModel, body: dict, task: str) -> dict:
     p = {"task": task, "method": method, "steps": number(body, "steps", 50, 1, MAX_STEPS, integer=True),
          "seed": seed_of(body), "options": options_of(body, {k: None for k in METHOD_OPTIONS[method]}),
          "sigma_y": number(body, "sigma_y", 0.0, 0.0, 1.0)}
+    check_repeats({**METHOD_OPTIONS[method], **p["options"]}, p["steps"])
     if task == "superres":
         p["scale"] = number(body, "scale", 4, 2, 16, integer=True)
     if task == "mri":

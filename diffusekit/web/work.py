@@ -13,6 +13,7 @@ reconstruct` writes them.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import math
@@ -190,7 +191,18 @@ def load_upload(served: ServedModel, data: bytes, path: Path) -> torch.Tensor:
         raise BadRequest(f"model {served.name!r} makes {served.kind}s, not images: use one of its examples")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
-    return load_image(path, served.model.data_shape)[0]
+    with named_only(path):
+        return load_image(path, served.model.data_shape)[0]
+
+
+@contextlib.contextmanager
+def named_only(path: Path):
+    """A reader's error about an upload names the file (input.png), not where the server keeps it: the client
+    has no business knowing the server's folders."""
+    try:
+        yield
+    except ValueError as e:
+        raise BadRequest(str(e).replace(str(path), path.name)) from None
 
 
 def reconstruct(served: ServedModel, job: Job, folder: Path) -> None:
@@ -205,7 +217,8 @@ def reconstruct(served: ServedModel, job: Job, folder: Path) -> None:
     mask = None
     if "mask" in job.inputs:
         (folder / "mask.png").write_bytes(job.inputs["mask"])
-        mask = load_mask(folder / "mask.png", served.model.data_shape[1:])[0]
+        with named_only(folder / "mask.png"):
+            mask = load_mask(folder / "mask.png", served.model.data_shape[1:])[0]
 
     def progress(done, total):
         job.progress(done, total)

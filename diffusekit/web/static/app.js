@@ -214,7 +214,7 @@ function showResult(id, files, result) {
   }
   if (result && result.metrics) {
     const p = document.createElement("p");
-    p.textContent = Object.entries(result.metrics).map(([k, v]) => `${k}: ${v.psnr.toFixed(2)} dB`).join(" · ");
+    p.textContent = Object.entries(result.metrics).map(([k, v]) => `${k}: ${typeof v.psnr === "number" ? v.psnr.toFixed(2) : v.psnr} dB`).join(" · ");
     box.appendChild(p);
   }
   const links = $("downloads");
