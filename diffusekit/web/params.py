@@ -23,7 +23,7 @@ MAX_BODY_BYTES = 12 * 1024 * 1024  # a whole request (base64 images are 4/3 thei
 MAX_SEED = 2**63 - 1
 MAX_REPEATS = 100  # restarts, restart_steps, resample: each multiplies a job's network calls
 MAX_CALLS = 10 * MAX_STEPS  # steps x resample, restarts x restart_steps: a job a worker finishes, not one it holds for days
-SAMPLING_KEYS = ("spacing", "sigma_min", "sigma_max")
+SAMPLING_KEYS = {"spacing": None, "sigma_min": 0.0, "sigma_max": 0.0}  # the sampling options' kinds: a name, numbers
 
 
 class BadRequest(ValueError):
@@ -97,6 +97,9 @@ def options_of(body: dict, names: dict) -> dict:
         out[k] = as_number(v)
         if out[k] != out[k]:
             raise BadRequest(f"option {k} is NaN")
+        wants_number = isinstance(names[k], (int, float)) and not isinstance(names[k], bool)
+        if wants_number and isinstance(out[k], str):  # "abc" for eta reached the sampler: a TypeError in the job
+            raise BadRequest(f"option {k} must be a number, got {v!r}")
     return out
 
 
@@ -145,7 +148,7 @@ def check_generate(served: ServedModel, body: dict) -> dict:
     p = {"task": "generate", "sampler": sampler, "steps": number(body, "steps", 20, 1, MAX_STEPS, integer=True),
          "seed": seed_of(body), "num": number(body, "num", 8, 1, MAX_NUM, integer=True),
          "guidance": number(body, "guidance", 1.0, 0.0, 30.0)}
-    p["options"] = options_of(body, {**sampler_options(sampler), **{k: None for k in SAMPLING_KEYS}})
+    p["options"] = options_of(body, {**sampler_options(sampler), **SAMPLING_KEYS})
     check_repeats({**sampler_options(sampler), **p["options"]}, p["steps"])
     if p["options"].get("spacing") is not None and p["options"]["spacing"] not in SPACINGS:
         raise BadRequest(f"spacing must be one of {', '.join(SPACINGS)}")
@@ -172,7 +175,7 @@ def check_reconstruct(served: ServedModel, body: dict, task: str) -> dict:
         except ValueError as e:
             raise BadRequest(str(e).replace("--method dps", "method dps")) from None
     p = {"task": task, "method": method, "steps": number(body, "steps", 50, 1, MAX_STEPS, integer=True),
-         "seed": seed_of(body), "options": options_of(body, {k: None for k in METHOD_OPTIONS[method]}),
+         "seed": seed_of(body), "options": options_of(body, METHOD_OPTIONS[method]),
          "sigma_y": number(body, "sigma_y", 0.0, 0.0, 1.0)}
     check_repeats({**METHOD_OPTIONS[method], **p["options"]}, p["steps"])
     if task == "superres":

@@ -102,6 +102,15 @@ def test_options_that_multiply_the_work_are_bounded(client, body):
     assert r.status_code == 400 and ("option" in r.json()["error"] or "at most" in r.json()["error"])
 
 
+@pytest.mark.parametrize("body", [{"sampler": "euler", "options": {"s_tmin": "abc"}},
+                                  {"options": {"sigma_min": "x"}},
+                                  {"task": "inpaint", "example": 0, "options": {"eta": "fast"}}])
+def test_a_word_for_a_numeric_option_is_refused(client, body):
+    # was: accepted, then the job failed with "internal error: TypeError: '<' not supported between 'str' and 'int'"
+    r = client.post("/api/jobs", json={"model": "digits", "num": 1, "steps": 2, **body})
+    assert r.status_code == 400 and "must be a number" in r.json()["error"]
+
+
 def test_a_client_that_leaves_mid_body_leaves_no_traceback(client):
     # was: starlette's ClientDisconnect escaped the handler (a traceback in the server's log per such client)
     sent = []
