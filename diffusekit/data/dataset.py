@@ -9,7 +9,7 @@ Pixel <-> model scale: x = v / 127.5 - 1 for 8-bit pixels v in 0..255, and back 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
@@ -21,6 +21,16 @@ LUMA = (0.299, 0.587, 0.114)
 
 class DataError(ValueError):
     """Bad input to a data loader: the message names the file or folder and says what was expected."""
+
+
+def recipe_from_options(recipe_class, data_name: str, options: dict):
+    """A generated data set's recipe (a dataclass) from a run's `data_options`: JSON lists become tuples (ranges),
+    and an unknown setting is a one-line DataError that lists the known ones."""
+    known = {f.name for f in fields(recipe_class)}
+    if set(options) - known:
+        raise DataError(f"{data_name}: unknown data option(s) {sorted(set(options) - known)}; the recipe takes "
+                        f"{', '.join(sorted(known))}")
+    return recipe_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
 
 
 @dataclass

@@ -56,7 +56,7 @@ from rdkit import Chem, RDConfig, rdBase
 from rdkit.Chem import rdForceFieldHelpers, rdMolAlign
 from safetensors.numpy import load_file, save_file
 
-from .dataset import DataError, InMemoryDataset
+from .dataset import DataError, InMemoryDataset, recipe_from_options
 from .molgraph import (ATOM_TYPES, add_conformers, as_mol, embed_conformers, mol_to_graph, rdkit_seed, to_rdkit,
                        write_sdf, write_xyz)
 
@@ -164,11 +164,7 @@ def load_molecules(split: str = "train", recipe: MoleculeRecipe | None = None, *
 def load_training_molecules(**recipe) -> MoleculeDataset:
     """`--data molecules`: the train split of MoleculeRecipe(**recipe) (a run's `data_options`; none: the default
     recipe). An unknown setting is a one-line DataError."""
-    known = {f.name for f in dataclasses.fields(MoleculeRecipe)}
-    if set(recipe) - known:
-        raise DataError(f"molecules: unknown data option(s) {sorted(set(recipe) - known)}; the recipe takes "
-                        f"{', '.join(sorted(known))}")
-    return load_molecules("train", MoleculeRecipe(**recipe))
+    return load_molecules("train", recipe_from_options(MoleculeRecipe, "molecules", recipe))
 
 
 def source_molecules(max_atoms: int = 30) -> tuple[list[tuple[str, str]], dict[str, int]]:

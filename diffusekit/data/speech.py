@@ -58,7 +58,7 @@ import numpy as np
 import torch
 from safetensors.numpy import load_file, save_file
 
-from .dataset import DataError, GeneratedDataset
+from .dataset import DataError, GeneratedDataset, recipe_from_options
 
 RECIPE_VERSION = 1  # bump when the build below changes: it is part of the cache key
 ESPEAK = "espeak-ng"
@@ -245,12 +245,7 @@ def load_spoken_digits(split: str = "train", recipe: SpeechRecipe | None = None,
 def load_training_speech(**recipe) -> GeneratedDataset:
     """`--data spoken-digits`: the train split of SpeechRecipe(**recipe) (a run's `data_options`; none: the
     default). An unknown setting is a one-line DataError."""
-    known = {f.name for f in dataclasses.fields(SpeechRecipe)}
-    if set(recipe) - known:
-        raise DataError(f"spoken-digits: unknown data option(s) {sorted(set(recipe) - known)}; the recipe takes "
-                        f"{', '.join(sorted(known))}")
-    recipe = {k: tuple(v) if isinstance(v, list) else v for k, v in recipe.items()}  # JSON lists -> ranges
-    return load_spoken_digits("train", SpeechRecipe(**recipe))
+    return load_spoken_digits("train", recipe_from_options(SpeechRecipe, "spoken-digits", recipe))
 
 
 def load_wav_clips(path: str | os.PathLike, rate: int = RATE, length: int = LENGTH):
