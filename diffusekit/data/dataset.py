@@ -9,6 +9,10 @@ Pixel <-> model scale: x = v / 127.5 - 1 for 8-bit pixels v in 0..255, and back 
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 from dataclasses import dataclass, field, fields
 
 import numpy as np
@@ -21,6 +25,28 @@ LUMA = (0.299, 0.587, 0.114)
 
 class DataError(ValueError):
     """Bad input to a data loader: the message names the file or folder and says what was expected."""
+
+
+def cached_arrays(path: Path, build) -> tuple[dict, dict]:
+    """(arrays: numpy, meta) of a generated data set cached at path.safetensors and path.json: read back when both are
+    readable, else `build()` -> (arrays, meta), written atomically (arrays first: a meta file always has its
+    arrays), so a build interrupted by the machine is built again, never read half-written."""
+    from safetensors.numpy import load_file, save_file  # numpy arrays: what the builders make
+
+    meta_path, arrays_path = path.with_suffix(".json"), path.with_suffix(".safetensors")
+    if meta_path.is_file() and arrays_path.is_file():
+        try:
+            return load_file(str(arrays_path)), json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            pass  # unreadable: build again
+    arrays, meta = build()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = f".{os.getpid()}.tmp"
+    save_file(arrays, str(arrays_path) + tmp)
+    Path(str(meta_path) + tmp).write_text(json.dumps(meta, indent=1))
+    os.replace(str(arrays_path) + tmp, arrays_path)
+    os.replace(str(meta_path) + tmp, meta_path)
+    return arrays, meta
 
 
 def recipe_from_options(recipe_class, data_name: str, options: dict):

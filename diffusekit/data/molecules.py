@@ -54,9 +54,8 @@ import numpy as np
 import torch
 from rdkit import Chem, RDConfig, rdBase
 from rdkit.Chem import rdForceFieldHelpers, rdMolAlign
-from safetensors.numpy import load_file, save_file
 
-from .dataset import DataError, InMemoryDataset, recipe_from_options
+from .dataset import DataError, cached_arrays, InMemoryDataset, recipe_from_options
 from .molgraph import (ATOM_TYPES, add_conformers, as_mol, embed_conformers, mol_to_graph, rdkit_seed, to_rdkit,
                        write_sdf, write_xyz)
 
@@ -230,21 +229,7 @@ def cache_dir() -> Path:
 
 
 def _load_or_build(recipe: MoleculeRecipe, progress: bool, threads: int | None):
-    path = cache_dir() / recipe.key()
-    meta_path, arrays_path = path.with_suffix(".json"), path.with_suffix(".safetensors")
-    if meta_path.is_file() and arrays_path.is_file():
-        try:
-            return load_file(str(arrays_path)), json.loads(meta_path.read_text())
-        except (OSError, ValueError):
-            pass  # unreadable (a build interrupted by the machine): build again
-    arrays, meta = _build(recipe, progress, threads or os.cpu_count() or 1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = f".{os.getpid()}.tmp"
-    save_file(arrays, str(arrays_path) + tmp)
-    Path(str(meta_path) + tmp).write_text(json.dumps(meta, indent=1))
-    os.replace(str(arrays_path) + tmp, arrays_path)  # arrays first: a meta file always has its arrays
-    os.replace(str(meta_path) + tmp, meta_path)
-    return arrays, meta
+    return cached_arrays(cache_dir() / recipe.key(), lambda: _build(recipe, progress, threads or os.cpu_count() or 1))
 
 
 def _build(recipe: MoleculeRecipe, progress: bool, threads: int):

@@ -56,9 +56,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.numpy import load_file, save_file
 
-from .dataset import DataError, GeneratedDataset, recipe_from_options
+from .dataset import DataError, cached_arrays, GeneratedDataset, recipe_from_options
 
 RECIPE_VERSION = 1  # bump when the build below changes: it is part of the cache key
 ESPEAK = "espeak-ng"
@@ -311,22 +310,7 @@ def cache_dir() -> Path:
 
 
 def _load_or_build(recipe: SpeechRecipe, processes: int | None, progress: bool):
-    key = recipe.key()
-    path = cache_dir() / key
-    meta_path, arrays_path = path.with_suffix(".json"), path.with_suffix(".safetensors")
-    if meta_path.is_file() and arrays_path.is_file():
-        try:
-            return load_file(str(arrays_path)), json.loads(meta_path.read_text())
-        except (OSError, ValueError):
-            pass  # unreadable (a build interrupted by the machine): build again
-    arrays, meta = build(recipe, processes, progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = f".{os.getpid()}.tmp"
-    save_file(arrays, str(arrays_path) + tmp)
-    Path(str(meta_path) + tmp).write_text(json.dumps(meta, indent=1))
-    os.replace(str(arrays_path) + tmp, arrays_path)  # arrays first: a meta file always has its arrays
-    os.replace(str(meta_path) + tmp, meta_path)
-    return arrays, meta
+    return cached_arrays(cache_dir() / recipe.key(), lambda: build(recipe, processes, progress))
 
 
 def _one(job):

@@ -25,7 +25,6 @@ counts. Then Conv1d over time with the 40 bands as channels, stages of two 3-tap
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import numpy as np
@@ -36,6 +35,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file
+
+from ..rundir import sha256_of
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 CLASSIFIERS = ("digits", "mnist5k")  # image data names with a shipped classifier (`evaluate`'s metrics)
@@ -201,7 +202,7 @@ def load_classifier(data: str, weights_dir: Path | str = WEIGHTS_DIR) -> LoadedC
 
 
 def file_sha256(path: Path | str) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return sha256_of(Path(path))  # the one file hash of the project (packed models' cards use it too)
 
 
 def config_dict(cfg: ClassifierConfig) -> dict:
